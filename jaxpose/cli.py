@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("jaxpose.data.cli", "build datasets (e.g. `jaxpose data npt`)"),
     "train": ("jaxpose.training.cli_train", "train a model from a config file"),
     "eval": ("jaxpose.training.cli_eval", "evaluate checkpoints/baselines on a test list"),
+    "transfer": ("jaxpose.transfer", "pose transfer of one mesh pair with a trained checkpoint"),
 }
 
 

@@ -1,0 +1,29 @@
+"""Correlation matrices and entropic optimal transport for dense vertex matching (3D-CoreNet).
+
+Modules:
+  correlation   cosine correlation of row-normalised features
+  sinkhorn      3D-CoreNet's fixed-step Sinkhorn in the log domain: dense and row-blocked kernels
+  ott_sinkhorn  the same problem (fixed-step or converged) solved with ott-jax
+  warp          public entry points with input validation
+"""
+
+from jaxpose.matching.correlation import cosine_correlation, normalize_rows
+from jaxpose.matching.sinkhorn import SINKHORN_GUARD
+from jaxpose.matching.warp import (
+    MODES,
+    correlation_and_warp,
+    ot_plan_converged,
+    ot_warp,
+    row_normalised_plan,
+)
+
+__all__ = [
+    "MODES",
+    "SINKHORN_GUARD",
+    "correlation_and_warp",
+    "cosine_correlation",
+    "normalize_rows",
+    "ot_plan_converged",
+    "ot_warp",
+    "row_normalised_plan",
+]

@@ -1,0 +1,199 @@
+"""Benchmark 3D-CoreNet's OT warp (`jaxpose.matching.ot_warp`): latency, compile time, peak memory.
+
+Each (mode, identity size) case runs in a fresh subprocess, so its peak resident memory
+(`ru_maxrss`) belongs to that case alone; a baseline subprocess that only imports JAX and touches
+the backend is subtracted. Latency is the median of `--repeats` timed calls after one warm-up call,
+features given (warp only: normalisation, 5 Sinkhorn iterations, row-normalised plan, T̂·P).
+
+    python -m benchmarks.matching --out /work/notes/matching_benchmarks.md
+    python -m benchmarks.matching --id-sizes 1229 6890 --modes online --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+DEFAULT_ID_SIZES = (1229, 6890, 13718, 27554)
+
+
+def _max_rss_bytes() -> int:
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
+
+
+def _worker_baseline() -> dict:
+    import jax.numpy as jnp
+
+    jnp.zeros(1).block_until_ready()
+    return {"max_rss": _max_rss_bytes()}
+
+
+def _worker_case(mode: str, n: int, m: int, dim: int, block_size: int, epsilon: float,
+                 num_iterations: int, repeats: int) -> dict:
+    import jax
+    import numpy as np
+
+    from jaxpose.matching import ot_warp
+
+    rng = np.random.default_rng(0)
+    x = jax.device_put(rng.normal(size=(n, dim)).astype(np.float32))
+    y = jax.device_put(rng.normal(size=(m, dim)).astype(np.float32))
+    points = jax.device_put(rng.normal(size=(m, 3)).astype(np.float32))
+
+    def warp(x_features, y_features, y_points, eps):
+        return ot_warp(x_features, y_features, y_points, epsilon=eps, num_iterations=num_iterations,
+                       mode=mode, block_size=block_size)
+
+    eps = np.float32(epsilon)
+    start = time.perf_counter()
+    compiled = jax.jit(warp).lower(x, y, points, eps).compile()
+    compile_s = time.perf_counter() - start
+    temp_bytes = compiled.memory_analysis().temp_size_in_bytes
+
+    result = compiled(x, y, points, eps)
+    result.block_until_ready()
+    if not np.all(np.isfinite(np.asarray(result))):
+        raise FloatingPointError(f"non-finite warp for mode={mode} n={n} m={m}")
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        compiled(x, y, points, eps).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return {
+        "compile_s": compile_s,
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "temp_bytes": temp_bytes,
+        "max_rss": _max_rss_bytes(),
+    }
+
+
+def _run_subprocess(args: list[str]) -> dict:
+    command = [sys.executable, "-m", "benchmarks.matching", "--worker", json.dumps(args)]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        return {"error": (completed.stderr.strip().splitlines() or ["exit %d" % completed.returncode])[-1]}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _dense_estimate_gib(n: int, m: int) -> float:
+    # Dense inference keeps ~4 float32 N×M buffers alive (log K, the scores and exp temporaries).
+    return 4 * n * m * 4 / 2**30
+
+
+def _machine_description() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import jax
+
+    return f"{os.cpu_count()} CPUs (nproc), {cpu}; JAX {jax.__version__}, backend {jax.default_backend()}"
+
+
+def _format_table(rows: list[dict], baseline_rss: int) -> str:
+    lines = [
+        "| mode | N_id | N_pose | compile (s) | latency median (s) | latency min (s) | XLA temp (MiB) "
+        "| peak RSS − baseline (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        prefix = f"| {row['mode']} | {row['n']:,} | {row['m']:,} |"
+        if "skipped" in row:
+            lines.append(f"{prefix} skipped: {row['skipped']} | | | | |")
+        elif "error" in row:
+            lines.append(f"{prefix} failed: {row['error']} | | | | |")
+        else:
+            lines.append(
+                f"{prefix} {row['compile_s']:.2f} | {row['median_s']:.3f} | {row['min_s']:.3f} | "
+                f"{row['temp_bytes'] / 2**20:.0f} | {(row['max_rss'] - baseline_rss) / 2**20:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--id-sizes", type=int, nargs="+", default=list(DEFAULT_ID_SIZES),
+                        help="identity vertex counts N_id")
+    parser.add_argument("--pose-size", type=int, default=6890, help="pose vertex count N_pose")
+    parser.add_argument("--dim", type=int, default=256, help="feature width")
+    parser.add_argument("--modes", nargs="+", default=["dense", "online"], choices=["dense", "online"])
+    parser.add_argument("--block-size", type=int, default=1024, help="rows per block (online)")
+    parser.add_argument("--epsilon", type=float, default=0.03)
+    parser.add_argument("--num-iterations", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls after one warm-up")
+    parser.add_argument("--dense-max-gib", type=float, default=6.0,
+                        help="skip dense cases whose estimated working set (4 N×M float32) exceeds this")
+    parser.add_argument("--out", type=str, default=None, help="write the markdown report here")
+    parser.add_argument("--worker", type=str, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker is not None:
+        worker_args = json.loads(args.worker)
+        result = _worker_baseline() if worker_args[0] == "baseline" else _worker_case(*worker_args)
+        print(json.dumps(result))
+        return 0
+
+    if args.repeats < 1 or args.pose_size < 1 or args.dim < 1 or min(args.id_sizes) < 1:
+        parser.error("sizes, dim and repeats must be positive")
+
+    baseline = _run_subprocess(["baseline"])
+    if "error" in baseline:
+        raise RuntimeError(f"baseline process failed: {baseline['error']}")
+    rows = []
+    for mode in args.modes:
+        for n in args.id_sizes:
+            row = {"mode": mode, "n": n, "m": args.pose_size}
+            estimate = _dense_estimate_gib(n, args.pose_size)
+            if mode == "dense" and estimate > args.dense_max_gib:
+                row["skipped"] = f"est. {estimate:.1f} GiB > --dense-max-gib {args.dense_max_gib}"
+            else:
+                row.update(_run_subprocess([mode, n, args.pose_size, args.dim, args.block_size,
+                                            args.epsilon, args.num_iterations, args.repeats]))
+            rows.append(row)
+            print(_format_table([row], baseline["max_rss"]).splitlines()[-1], flush=True)
+
+    table = _format_table(rows, baseline["max_rss"])
+    command = "python -m benchmarks.matching " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    report = "\n".join([
+        "# jaxpose.matching benchmark: 3D-CoreNet OT warp (inference, features given)",
+        "",
+        f"Command (from the repo root): `{command}`",
+        f"Machine: {_machine_description()}",
+        f"Setting: feature width {args.dim}, ε = {args.epsilon}, {args.num_iterations} Sinkhorn "
+        f"iterations, online block {args.block_size} rows, float32, {args.repeats} timed runs after "
+        "one warm-up. Baseline RSS (JAX imported, backend initialised): "
+        f"{baseline['max_rss'] / 2**20:.0f} MiB.",
+        "Peak RSS includes the inputs and the compiled executable; XLA temp is the compiler's "
+        "scratch allocation for one call.",
+        "",
+        table,
+        "",
+    ])
+    print(table)
+    if args.out:
+        from jaxpose.io.atomic import atomic_write_text
+
+        atomic_write_text(args.out, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""`jaxpose train TASK --config FILE --workdir DIR [--config.KEY=VALUE ...]` (also `python -m train.TASK`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """\
+config overrides: --config.KEY=VALUE (e.g. --config.optimizer.lr=1e-3), typed by the field they replace.
+multi-process: --coordinator_address HOST:PORT --num_processes N --process_id I (or the environment
+variables JAXPOSE_COORDINATOR_ADDRESS, JAXPOSE_NUM_PROCESSES, JAXPOSE_PROCESS_ID).
+Ctrl-C stops after the current step and writes a checkpoint; rerunning the command resumes.
+"""
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Train a registered task.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("task", help="registered task name (e.g. tiny) or module:ATTRIBUTE")
+    parser.add_argument("--config", metavar="FILE", help="configs/<name>.py with get_config() (required)")
+    parser.add_argument("--workdir", required=True, help="run directory (checkpoints, logs); resumed if it has checkpoints")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_argument("--coordinator_address", help="host:port of process 0 (multi-process)")
+    parser.add_argument("--num_processes", type=int)
+    parser.add_argument("--process_id", type=int)
+    return parser
+
+
+def main(argv: list[str], prog: str = "jaxpose train") -> int:
+    from jaxpose.training.config import split_config_args
+
+    parser = build_parser(prog)
+    try:
+        config_path, overrides, rest = split_config_args(argv)
+    except ValueError as error:
+        parser.error(str(error))
+    args = parser.parse_args(rest)
+    if config_path is None:
+        parser.error("--config FILE is required")
+
+    from jaxpose.training import distributed
+    from jaxpose.training.checkpoint import CheckpointError
+    from jaxpose.training.config import apply_overrides, load_config
+    from jaxpose.training.loop import train_and_evaluate
+    from jaxpose.training.registry import get_task
+
+    try:
+        distributed.initialize(
+            distributed.resolve_options(args.coordinator_address, args.num_processes, args.process_id)
+        )
+        task = get_task(args.task)
+        config = apply_overrides(load_config(config_path), overrides)
+        result = train_and_evaluate(config, args.workdir, task, show_progress=not args.no_progress)
+    except (ValueError, KeyError, TypeError, FileNotFoundError, CheckpointError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+    if distributed.is_main_process():
+        if result.interrupted:
+            print(f"{prog}: interrupted at step {result.step}; checkpoint saved in {args.workdir}", file=sys.stderr)
+        else:
+            print(f"{prog}: finished step {result.step}; outputs in {args.workdir}", file=sys.stderr)
+    return 130 if result.interrupted else 0
