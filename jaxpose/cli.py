@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("jaxpose.training.cli_train", "train a model from a config file"),
     "eval": ("jaxpose.training.cli_eval", "evaluate checkpoints/baselines on a test list"),
     "transfer": ("jaxpose.transfer", "pose transfer of one mesh pair with a trained checkpoint"),
+    "repose": ("jaxpose.repose", "extract an INS canonical mesh once and repose it to given poses"),
 }
 
 

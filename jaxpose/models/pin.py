@@ -37,6 +37,10 @@ with the defaults chosen here and why:
   permutation per layer from ``mask_seed``.
 * ``bone_rot_encoding="6d"``, ``pose_code_dim=32``, ``spatial_embedding="siren"``: the spec's
   defaults; 6D is continuous (Zhou et al.), SIREN matches INS's "w/o SIREN" ablation.
+* ``spatial_omega0=10`` (not SIREN's 30): on metre-scale coordinates ω0 = 30 puts wiggles of a
+  few centimetres into the deformation field; the PIN then has large Jacobians (float32 round
+  trips lose digits, and H_d in front of the LBS root finder makes Broyden's job harder). 10 keeps
+  the sine embedding at body-part scale. The occupancy SIREN keeps ω0 = 30 (surface detail).
 * Bone encoder: one bias-free MLP per bone (``per_bone_encoder=True``), because the slides say each
   bone pose is encoded separately; ``encoder_width=64``, one hidden GELU layer.
 * Spatial bone weights from a linear head on the spatial embedding (shares its features; cheap).
@@ -133,7 +137,7 @@ class MLP(nnx.Module):
 def fourier_features(x: jax.Array, num_frequencies: int) -> jax.Array:
     """[x, sin(2^l π x), cos(2^l π x)] for l < L: (..., d) -> (..., d (1 + 2L))."""
     freqs = (2.0 ** jnp.arange(num_frequencies, dtype=x.dtype)) * jnp.pi
-    angles = (x[..., :, None] * freqs).reshape(x.shape[:-1] + (-1,))
+    angles = (x[..., :, None] * freqs.reshape((1,) * x.ndim + (-1,))).reshape(x.shape[:-1] + (-1,))
     return jnp.concatenate([x, jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
@@ -204,15 +208,16 @@ def bone_pose_features(bone_transforms: jax.Array, rot_encoding: str = "6d", *, 
     if bone_transforms.shape[-2:] != (4, 4):
         raise ValueError(f"bone_transforms must be (..., J, 4, 4), got {bone_transforms.shape}")
     rotation = bone_transforms[..., :3, :3]
+    lead = (1,) * (bone_transforms.ndim - 2)  # explicit broadcasting of the identity's encoding
     parts = []
     if use_rotation:
         if rot_encoding == "6d":
             identity = jnp.asarray([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], rotation.dtype)
-            encoded = matrix_to_rotation_6d(rotation) - identity
+            encoded = matrix_to_rotation_6d(rotation) - identity.reshape(lead + (6,))
         elif rot_encoding == "matrix":
-            encoded = (rotation - jnp.eye(3, dtype=rotation.dtype)).reshape(rotation.shape[:-2] + (9,))
+            encoded = (rotation - jnp.eye(3, dtype=rotation.dtype).reshape(lead + (3, 3))).reshape(rotation.shape[:-2] + (9,))
         elif rot_encoding == "quaternion":
-            encoded = matrix_to_quaternion(rotation) - jnp.asarray([1.0, 0.0, 0.0, 0.0], rotation.dtype)
+            encoded = matrix_to_quaternion(rotation) - jnp.asarray([1.0, 0.0, 0.0, 0.0], rotation.dtype).reshape(lead + (4,))
         else:
             encoded = matrix_to_axis_angle(rotation)
         parts.append(encoded)
@@ -274,7 +279,7 @@ class PINConfig:
     spatial_embedding: Literal["siren", "fourier", "mlp"] = "siren"
     embed_width: int = 64
     embed_depth: int = 2
-    spatial_omega0: float = 30.0
+    spatial_omega0: float = 10.0
     fourier_frequencies: int = 6
     head_width: int = 64
     head_depth: int = 2

@@ -25,6 +25,7 @@ from flax import nnx
 
 from jaxpose.bodies.model import BodyModel, forward
 from jaxpose.bodies.skeleton import SMPL_PARENTS
+from jaxpose.geometry.lbs import blend_transforms, lbs_points  # noqa: F401  (re-exported)
 
 SOFTPLUS_BETA = 100.0
 """SNARF's activation: softplus(β x) / β with β = 100 (a smooth ReLU)."""
@@ -214,39 +215,6 @@ def rectified_bone_transforms(
     canonical = forward(body, betas, canonical_pose).transforms
     return jnp.einsum("...jab,jbc->...jac", posed, _rigid_inverse(canonical))
 
-
-def blend_transforms(weights: jax.Array, transforms: jax.Array) -> jax.Array:
-    """Per-point blended affine transform Σ_b w_b B_b as (…, 3, 4): weights (…, J), transforms (J, 4, 4).
-
-    The blend is written as I + Σ_b w_b (B_b − I) so that identity transforms give exactly the
-    identity, whatever the float rounding of Σ_b w_b.
-    """
-    if transforms.ndim != 3 or transforms.shape[1:] != (4, 4):
-        raise ValueError(f"transforms must have shape (J, 4, 4), got {transforms.shape}")
-    if weights.shape[-1] != transforms.shape[0]:
-        raise ValueError(f"weights have {weights.shape[-1]} bones but transforms have {transforms.shape[0]}")
-    eye34 = jnp.eye(3, 4, dtype=transforms.dtype)
-    delta = transforms[:, :3, :] - eye34[None]
-    return eye34 + jnp.einsum("...j,jab->...ab", weights, delta)
-
-
-def lbs_points(x: jax.Array, weights: jax.Array, transforms: jax.Array) -> jax.Array:
-    """Forward linear blend skinning of points: x (…, 3), weights (…, J), transforms (J, 4, 4) → (…, 3).
-
-    x' = Σ_b w_b (R_b x + t_b), computed as x + Σ_b w_b ((R_b − I) x + t_b) (exact for identity bones).
-    """
-    if x.shape[-1:] != (3,):
-        raise ValueError(f"x must have shape (..., 3), got {x.shape}")
-    if weights.shape[:-1] != x.shape[:-1]:
-        raise ValueError(f"weights {weights.shape} must have the leading shape of x {x.shape} and a bone axis")
-    if transforms.ndim != 3 or transforms.shape[1:] != (4, 4):
-        raise ValueError(f"transforms must have shape (J, 4, 4), got {transforms.shape}")
-    if weights.shape[-1] != transforms.shape[0]:
-        raise ValueError(f"weights have {weights.shape[-1]} bones but transforms have {transforms.shape[0]}")
-    eye34 = jnp.eye(3, 4, dtype=transforms.dtype)
-    # Blending the (B_b − I) first costs 12 floats per point, against 3 J for moving by every bone.
-    delta = jnp.einsum("...j,jab->...ab", weights, transforms[:, :3, :] - eye34[None])
-    return x + jnp.einsum("...ab,...b->...a", delta[..., :3], x) + delta[..., 3]
 
 __all__ = [
     "SOFTPLUS_BETA",

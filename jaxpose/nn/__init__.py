@@ -14,6 +14,7 @@ from jaxpose.nn.norms import (
     mean_and_unbiased_std,
 )
 from jaxpose.nn.pointwise import PointwiseLinear, VertexConv, pointwise_linear, vertex_conv
+from jaxpose.nn.siren import SineLayer, Siren
 from jaxpose.nn.spectral import (
     SpectralNormConv,
     SpectralState,
@@ -23,6 +24,8 @@ from jaxpose.nn.spectral import (
 )
 
 __all__ = [
+    "SineLayer",
+    "Siren",
     "ElaIN",
     "InstanceNorm",
     "PointwiseLinear",

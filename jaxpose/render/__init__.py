@@ -3,6 +3,7 @@
 - `camera`: OpenCV-convention pinhole / orthographic cameras, `look_at`, `project`, mesh framing.
 - `rasterize`: z-buffer rasteriser (`rasterize` -> `Fragments`), `interpolate`, vertex ids.
 - `shade`: Lambertian shading and `render_buffers` (RGB, depth, normals, ids, barycentrics).
+- `silhouette`: `soft_silhouette`, coverage with gradients through the mesh outline.
 - `figures`: `render_mesh_image` and `save_mesh_grid_png`.
 """
 
@@ -20,6 +21,7 @@ from jaxpose.render.camera import (
 )
 from jaxpose.render.figures import render_mesh_image, save_mesh_grid_png
 from jaxpose.render.rasterize import Fragments, barycentrics_from_face_ids, interpolate, nearest_vertex_ids, rasterize
+from jaxpose.render.silhouette import soft_silhouette
 from jaxpose.render.shade import lambertian, render_buffers, vertex_code_colors
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "render_mesh_image",
     "save_mesh_grid_png",
     "screen_vertices",
+    "soft_silhouette",
     "vertex_code_colors",
     "view_direction",
     "world_to_camera",

@@ -120,7 +120,7 @@ def world_to_camera(points, camera: Camera) -> jax.Array:
     points = jnp.asarray(points)
     if points.shape[-1:] != (3,):
         raise ValueError(f"points must have shape (..., 3), got {points.shape}")
-    return jnp.einsum("ij,...j->...i", camera.rotation, points) + camera.translation
+    return jnp.einsum("ij,...j->...i", camera.rotation, points) + camera.translation.reshape((1,) * (points.ndim - 1) + (3,))
 
 
 def project_camera_points(points_cam, camera: Camera) -> tuple[jax.Array, jax.Array]:

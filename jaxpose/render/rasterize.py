@@ -4,10 +4,12 @@ Input are *screen vertices* `(u, v, z)`: pixel coordinates and camera depth (see
 `jaxpose.render.camera.screen_vertices`; pixel (row, col) has its centre at (col + 0.5, row + 0.5)).
 
 Algorithm (every face against every pixel, bounded memory, skipping work that cannot matter):
-1. Per face: three edge functions `w_k(u, v) = A_k u + B_k v + C_k` oriented so that the interior is
-   positive, and a depth key that is linear in screen space (−1/z for perspective, z for
-   orthographic). Faces with a vertex at z ≤ `near`, zero screen area, non-finite coordinates or (with
-   `cull_backfaces`) facing away are dropped. There is no near-plane clipping.
+1. Per face: three edge functions `w_k(u, v) = A_k (u − a_u) + B_k (v − a_v)` (anchored at an edge
+   endpoint chosen identically by both faces sharing the edge, so shared edges are watertight)
+   oriented so that the interior is positive, and a depth key interpolated from the corners (−1/z for
+   perspective, which is affine in screen space; z for orthographic). Faces with a vertex at
+   z ≤ `near`, zero screen area, non-finite coordinates or (with `cull_backfaces`) facing away are
+   dropped. There is no near-plane clipping.
 2. Faces are sorted by the Morton code of their screen centroid and cut into chunks of `chunk_size`,
    so each chunk covers a compact screen region; the image is cut into `tile_size`² tiles.
 3. For every tile, a `fori_loop` over face chunks evaluates the edge functions of the chunk at every
@@ -25,8 +27,9 @@ Algorithm (every face against every pixel, bounded memory, skipping work that ca
 
 Gradients: `Fragments.barycentric` and `Fragments.depth` are differentiable w.r.t. the screen vertices
 *with visibility held fixed* (which face covers which pixel is piecewise constant and has zero
-gradient); `interpolate` is differentiable w.r.t. the vertex attributes and the barycentrics. There is
-no soft rasterisation: silhouette edges and occlusion boundaries get no gradient.
+gradient); `interpolate` is differentiable w.r.t. the vertex attributes and the barycentrics. This
+rasteriser is hard: silhouette edges and occlusion boundaries get no gradient (for a silhouette
+term with gradients through the outline use `jaxpose.render.silhouette.soft_silhouette`).
 """
 
 from __future__ import annotations
@@ -92,51 +95,59 @@ def _spread_bits(x: jax.Array) -> jax.Array:
     return x
 
 
-def _edge_coefficients(p: jax.Array, q: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Coefficients of E(u, v) = A u + B v + C = (u − p_u)(q_v − p_v) − (v − p_v)(q_u − p_u).
+# Layout of the per-face rows used by the inner loop (see `_face_setup`).
+_A, _B, _ANCHOR_U, _ANCHOR_V, _KEY, _TOP_LEFT = 0, 3, 6, 9, 12, 15
+_ROW_WIDTH = 18
 
-    Swapping p and q negates A, B and C exactly, so edges shared by two faces get opposite values.
+
+def spatial_order(centroid: jax.Array, valid: jax.Array, cell_size: int) -> jax.Array:
+    """(F,) int32 permutation sorting faces by the Morton code of their centroid's cell; invalid last.
+
+    Consecutive faces then cover compact screen regions, so chunks of them overlap few tiles.
     """
-    a = q[..., 1] - p[..., 1]
-    b = p[..., 0] - q[..., 0]
-    c = p[..., 1] * q[..., 0] - p[..., 0] * q[..., 1]
-    return a, b, c
+    cell = jnp.clip(jnp.floor(jnp.nan_to_num(centroid / cell_size, posinf=0.0, neginf=0.0)), 0, 1023).astype(jnp.uint32)
+    morton = (_spread_bits(cell[:, 0]) | (_spread_bits(cell[:, 1]) << 1)).astype(jnp.int32)
+    morton = jnp.where(valid, morton, _INT_MAX)
+    return jnp.argsort(morton, stable=True).astype(jnp.int32)
 
 
 def _face_setup(screen, faces, perspective_correct: bool, cull_backfaces: bool, near: float):
-    """Per-face edge functions, depth-key plane, top-left flags, validity and screen bounding boxes."""
+    """Per-face edge functions, depth-key weights, top-left flags, validity and screen bounding boxes.
+
+    Edge k (opposite corner k, from corner k+1 to corner k+2) is evaluated as
+    `w_k(u, v) = A_k (u − a_u) + B_k (v − a_v)` with `A_k = q_v − p_v`, `B_k = p_u − q_u` and anchor `a` the
+    edge endpoint with the smaller vertex index. Both faces sharing an edge use the same anchor and
+    exactly negated (A, B), so their values are exact negatives (watertight), and anchoring at a
+    nearby vertex avoids the cancellation of the `A u + B v + C` form on small triangles.
+    """
     corners = screen[faces]  # (F, 3 corners, 3 coords)
     z = corners[..., 2]
-    edges = [
-        _edge_coefficients(corners[:, 1], corners[:, 2]),  # opposite corner 0
-        _edge_coefficients(corners[:, 2], corners[:, 0]),  # opposite corner 1
-        _edge_coefficients(corners[:, 0], corners[:, 1]),  # opposite corner 2
-    ]
-    a = jnp.stack([e[0] for e in edges], axis=-1)  # (F, 3)
-    b = jnp.stack([e[1] for e in edges], axis=-1)
-    c = jnp.stack([e[2] for e in edges], axis=-1)
-    # Edge 2 evaluated at corner 2 = twice the signed screen area; it is > 0 for a face whose
-    # right-handed normal points towards the camera (counter-clockwise as seen in a y-up picture).
-    area = a[:, 2] * corners[:, 2, 0] + b[:, 2] * corners[:, 2, 1] + c[:, 2]
+    start_corner, end_corner = (1, 2, 0), (2, 0, 1)
+    p, q = corners[:, start_corner, :2], corners[:, end_corner, :2]  # (F, 3 edges, 2)
+    a = q[..., 1] - p[..., 1]
+    b = p[..., 0] - q[..., 0]
+    p_first = faces[:, start_corner] < faces[:, end_corner]
+    anchor = jnp.where(p_first[..., None], p, q)  # (F, 3, 2)
+    # Twice the signed screen area from corner 0 (well conditioned); > 0 for a face whose right-handed
+    # normal points towards the camera.
+    d1, d2 = corners[:, 1, :2] - corners[:, 0, :2], corners[:, 2, :2] - corners[:, 0, :2]
+    area = d1[:, 1] * d2[:, 0] - d1[:, 0] * d2[:, 1]
     finite = jnp.all(jnp.isfinite(corners), axis=(1, 2))
     valid = finite & (jnp.abs(area) > 1e-10) & jnp.all(z > near, axis=1)
     if cull_backfaces:
         valid = valid & (area > 0)
-    safe_area = jnp.where(valid, area, 1.0)
-    if perspective_correct:
-        per_corner = -1.0 / jnp.where(valid[:, None], z, 1.0)  # depth key −1/z is affine in screen space
-    else:
-        per_corner = z
-    key_a = jnp.sum(a * per_corner, axis=1) / safe_area
-    key_b = jnp.sum(b * per_corner, axis=1) / safe_area
-    key_c = jnp.sum(c * per_corner, axis=1) / safe_area
     orientation = jnp.where(area < 0, -1.0, 1.0).astype(screen.dtype)[:, None]
-    a, b, c = a * orientation, b * orientation, c * orientation
+    a, b = a * orientation, b * orientation
     top_left = (a > 0) | ((a == 0) & (b > 0))
-    # Invalid faces: an edge function that is −1 everywhere, so they never cover a pixel.
+    # Depth key = Σ_k w_k · key_k / |area| with key = −1/z (perspective: 1/z is affine in screen
+    # space) or z (orthographic); smaller is nearer.
+    per_corner = -1.0 / jnp.where(valid[:, None], z, 1.0) if perspective_correct else z
+    key_weight = per_corner / jnp.where(valid, jnp.abs(area), 1.0)[:, None]
+    # Invalid faces: w ≡ 0 and no top-left edge, so they never cover a pixel.
     a = jnp.where(valid[:, None], a, 0.0)
     b = jnp.where(valid[:, None], b, 0.0)
-    c = jnp.where(valid[:, None], c, -1.0)
+    anchor = jnp.where(valid[:, None, None], anchor, 0.0)
+    top_left = top_left & valid[:, None]
     u, v = corners[..., 0], corners[..., 1]
     bbox = jnp.stack(
         [
@@ -147,11 +158,12 @@ def _face_setup(screen, faces, perspective_correct: bool, cull_backfaces: bool, 
         ],
         axis=1,
     )
-    coefficients = jnp.concatenate(
-        [a, b, c, key_a[:, None], key_b[:, None], key_c[:, None], top_left.astype(screen.dtype)], axis=1
-    )  # (F, 15)
+    rows = jnp.concatenate(
+        [a, b, anchor[..., 0], anchor[..., 1], jnp.where(valid[:, None], key_weight, 0.0), top_left.astype(screen.dtype)],
+        axis=1,
+    )  # (F, _ROW_WIDTH)
     centroid = jnp.where(valid[:, None], jnp.mean(corners[..., :2], axis=1), jnp.inf)
-    return coefficients, bbox, valid, centroid
+    return rows, bbox, valid, centroid
 
 
 @functools.partial(
@@ -163,19 +175,14 @@ def _rasterize_face_ids(
 ) -> jax.Array:
     """(H, W) int32 id of the nearest covering face (−1 for none); see the module docstring."""
     screen = jax.lax.stop_gradient(screen)
-    coefficients, bbox, valid, centroid = _face_setup(screen, faces, perspective_correct, cull_backfaces, near)
+    face_rows, bbox, valid, centroid = _face_setup(screen, faces, perspective_correct, cull_backfaces, near)
     num_faces = faces.shape[0]
 
-    # Spatial sort (Morton order of the centroid's cell); invalid faces go last.
-    cell = jnp.clip(jnp.floor(jnp.nan_to_num(centroid / tile_size, posinf=0.0, neginf=0.0)), 0, 1023).astype(jnp.uint32)
-    morton = (_spread_bits(cell[:, 0]) | (_spread_bits(cell[:, 1]) << 1)).astype(jnp.int32)
-    morton = jnp.where(valid, morton, _INT_MAX)
-    order = jnp.argsort(morton, stable=True).astype(jnp.int32)
+    order = spatial_order(centroid, valid, tile_size)
 
     num_chunks = -(-num_faces // chunk_size)
     padding = num_chunks * chunk_size - num_faces
-    invalid_row = jnp.zeros((coefficients.shape[1],), coefficients.dtype).at[6:9].set(-1.0)
-    coefficients = jnp.concatenate([coefficients[order], jnp.broadcast_to(invalid_row, (padding, coefficients.shape[1]))])
+    face_rows = jnp.concatenate([face_rows[order], jnp.zeros((padding, _ROW_WIDTH), face_rows.dtype)])  # padding: invalid
     face_index = jnp.concatenate([order, jnp.full((padding,), _INT_MAX, jnp.int32)])
     empty_box = jnp.asarray([jnp.inf, -jnp.inf, jnp.inf, -jnp.inf], bbox.dtype)
     bbox = jnp.concatenate([bbox[order], jnp.broadcast_to(empty_box, (padding, 4))])
@@ -202,15 +209,17 @@ def _rasterize_face_ids(
 
         def merge_chunk(chunk, state):
             best_key, best_face = state
-            rows = jax.lax.dynamic_slice_in_dim(coefficients, chunk * chunk_size, chunk_size)
+            rows = jax.lax.dynamic_slice_in_dim(face_rows, chunk * chunk_size, chunk_size)
             ids = jax.lax.dynamic_slice_in_dim(face_index, chunk * chunk_size, chunk_size)
-            col = lambda k: rows[:, k][:, None, None]  # noqa: E731 - (chunk, 1, 1) coefficient k
-            inside = None
+            col = lambda k: rows[:, k][:, None, None]  # noqa: E731 - (chunk, 1, 1) entry k of each face row
+            inside, key = None, None
             for edge in range(3):
-                value = col(edge) * px + col(3 + edge) * py + col(6 + edge)
-                covered = (value > 0) | ((value == 0) & (col(12 + edge) > 0))
+                value = col(_A + edge) * (px - col(_ANCHOR_U + edge)) + col(_B + edge) * (py - col(_ANCHOR_V + edge))
+                covered = (value > 0) | ((value == 0) & (col(_TOP_LEFT + edge) > 0))
                 inside = covered if inside is None else inside & covered
-            key = jnp.where(inside, col(9) * px + col(10) * py + col(11), jnp.inf)
+                term = value * col(_KEY + edge)
+                key = term if key is None else key + term
+            key = jnp.where(inside, key, jnp.inf)
             chunk_key = key.min(axis=0)
             chunk_face = jnp.where(inside & (key == chunk_key[None]), ids[:, None, None], _INT_MAX).min(axis=0)
             take = (chunk_key < best_key) | ((chunk_key == best_key) & (chunk_face < best_face))
@@ -233,6 +242,7 @@ def _rasterize_face_ids(
     return image.reshape(tiles_y * tile_size, tiles_x * tile_size)[:height, :width]
 
 
+@functools.partial(jax.jit, static_argnames=("perspective_correct",))
 def barycentrics_from_face_ids(screen_vertices, faces, face_id, *, perspective_correct: bool = True) -> Fragments:
     """Differentiable barycentrics and depth of pixel centres for a given (H, W) face-id map.
 
@@ -282,8 +292,8 @@ def rasterize(
     perspective_correct: bool = True,
     cull_backfaces: bool = False,
     near: float = 1e-4,
-    chunk_size: int = 256,
-    tile_size: int = 32,
+    chunk_size: int = 128,
+    tile_size: int = 16,
 ) -> Fragments:
     """Rasterise a triangle mesh with a z-buffer.
 

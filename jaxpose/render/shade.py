@@ -57,7 +57,7 @@ def vertex_code_colors(template_vertices) -> jax.Array:
     if template.ndim != 2 or template.shape[1] != 3:
         raise ValueError(f"template vertices must have shape (V, 3), got {template.shape}")
     lower, upper = template.min(axis=0), template.max(axis=0)
-    return (template - lower) / jnp.maximum(upper - lower, 1e-9)
+    return (template - lower[None]) / jnp.maximum(upper - lower, 1e-9)[None]
 
 
 def _safe_unit(x: jax.Array) -> jax.Array:
@@ -70,7 +70,7 @@ def _safe_unit(x: jax.Array) -> jax.Array:
     jax.jit, static_argnames=("cull_backfaces", "chunk_size", "tile_size", "two_sided")
 )
 def _render_buffers(
-    vertices, faces, camera, vertex_colors, base_color, light_direction, ambient, background,
+    vertices, faces, camera, vertex_colors, light_direction, ambient, background,
     *, cull_backfaces, chunk_size, tile_size, two_sided,
 ):
     screen = screen_vertices(vertices, camera)
@@ -86,12 +86,9 @@ def _render_buffers(
     )
     normals_cam = jnp.einsum("ij,vj->vi", camera.rotation, vertex_normals(vertices, faces))
     normals = _safe_unit(interpolate(fragments, normals_cam, faces))
-    if vertex_colors is None:
-        albedo = jnp.broadcast_to(base_color, normals.shape)
-    else:
-        albedo = interpolate(fragments, vertex_colors, faces)
+    albedo = interpolate(fragments, vertex_colors, faces)
     shaded = lambertian(normals, albedo, light_direction=light_direction, ambient=ambient, two_sided=two_sided)
-    rgb = jnp.where(fragments.mask[..., None], shaded, background)
+    rgb = jnp.where(fragments.mask[..., None], shaded, background[None, None, :])
     return {
         "rgb": rgb,
         "depth": fragments.depth,
@@ -116,8 +113,8 @@ def render_buffers(
     background=(1.0, 1.0, 1.0),
     two_sided: bool = True,
     cull_backfaces: bool = False,
-    chunk_size: int = 256,
-    tile_size: int = 32,
+    chunk_size: int = 128,
+    tile_size: int = 16,
 ) -> dict[str, jax.Array]:
     """Rasterise a mesh seen by `camera` and return its per-pixel buffers (jit-compiled).
 
@@ -149,15 +146,17 @@ def render_buffers(
     faces = jnp.asarray(faces, dtype=jnp.int32)
     if faces.ndim != 2 or faces.shape[1] != 3:
         raise ValueError(f"faces must have shape (F, 3), got {faces.shape}")
-    if vertex_colors is not None:
-        vertex_colors = jnp.asarray(vertex_colors, dtype=vertices.dtype)
-        if vertex_colors.shape != vertices.shape:
-            raise ValueError(f"vertex_colors must have shape {vertices.shape} (one RGB per vertex), got {vertex_colors.shape}")
     base_color = jnp.asarray(base_color, dtype=vertices.dtype)
     background = jnp.asarray(background, dtype=vertices.dtype)
     for name, value in (("base_color", base_color), ("background", background)):
         if value.shape != (3,):
             raise ValueError(f"{name} must be an RGB triple of shape (3,), got {value.shape}")
+    if vertex_colors is None:
+        # One compiled program for both cases: a uniform colour is a per-vertex colour.
+        vertex_colors = jnp.broadcast_to(base_color[None, :], vertices.shape)
+    vertex_colors = jnp.asarray(vertex_colors, dtype=vertices.dtype)
+    if vertex_colors.shape != vertices.shape:
+        raise ValueError(f"vertex_colors must have shape {vertices.shape} (one RGB per vertex), got {vertex_colors.shape}")
     if not 0.0 <= ambient <= 1.0:
         raise ValueError(f"ambient must be in [0, 1], got {ambient}")
     return _render_buffers(
@@ -165,7 +164,6 @@ def render_buffers(
         faces,
         camera,
         vertex_colors,
-        base_color,
         jnp.asarray(light_direction, dtype=vertices.dtype),
         jnp.asarray(ambient, dtype=vertices.dtype),
         background,

@@ -16,6 +16,9 @@ BUILTIN_TASKS: dict[str, str] = {
     "tiny": "jaxpose.training.tiny:TASK",
     "corenet": "jaxpose.tasks.corenet:TASK",
     "npt": "jaxpose.tasks.npt:TASK",
+    "ins": "jaxpose.tasks.ins:TASK",
+    "snarf": "jaxpose.tasks.ins:SNARF_TASK",
+    "snarf_nc": "jaxpose.tasks.ins:SNARF_NC_TASK",
 }
 
 _registered: dict[str, Task] = {}
