@@ -20,8 +20,14 @@ Training: for each `--train CONFIG[:STEPS]` the engine's own pieces (task data, 
 reported as compile time, then one more warm-up step, then STEPS timed steps give steps/s and
 pairs/s (batch size × steps/s).
 
-    python -m benchmarks.corenet --out BENCHMARKS-corenet.md
+Default training cases: corenet_small (10 timed steps) and corenet_official (2 timed steps), both on
+low-resolution (1,229-vertex) data. The official config on full-resolution data does not fit in
+memory in dense mode at batch 8 on a 24 GB machine; measure it in online mode at a smaller batch:
+
+    python -m benchmarks.corenet --out report.md
     python -m benchmarks.corenet --id-sizes 1229 --modes online --repeats 2 --train none
+    python -m benchmarks.corenet --skip-inference \
+        --train configs/corenet_official.py:1:full:model.matching_mode=online,batch_size=2
 """
 
 from __future__ import annotations
@@ -31,14 +37,20 @@ import dataclasses
 import datetime
 import json
 import os
-import pathlib
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+
+from benchmarks.common import (
+    dense_estimate_gib,
+    load_average,
+    machine_description,
+    max_rss_bytes,
+    run_worker,
+    worker_baseline,
+)
 
 DEFAULT_ID_SIZES = (1229, 6890, 13718, 27554)
 POSE_SIZE = 6890
@@ -132,18 +144,6 @@ def pose_points(size: int = POSE_SIZE):
 # ----------------------------------------------------------------------------------------------
 
 
-def _max_rss_bytes() -> int:
-    import resource
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
-
-
-def _worker_baseline() -> dict:
-    import jax.numpy as jnp
-
-    jnp.zeros(1).block_until_ready()
-    return {"max_rss": _max_rss_bytes()}
 
 
 def _worker_inference(inputs_path: str, mode: str, size: int, block_size: int, repeats: int) -> dict:
@@ -182,7 +182,7 @@ def _worker_inference(inputs_path: str, mode: str, size: int, block_size: int, r
         "median_s": statistics.median(times),
         "min_s": min(times),
         "temp_bytes": int(analysis.temp_size_in_bytes),
-        "max_rss": _max_rss_bytes(),
+        "max_rss": max_rss_bytes(),
     }
 
 
@@ -241,17 +241,9 @@ def _worker_train(config_path: str, overrides: list[list[str]], timed_steps: int
         "timed_steps": timed_steps,
         "steps_per_s": timed_steps / elapsed,
         "pairs_per_s": timed_steps * batch_size / elapsed,
-        "max_rss": _max_rss_bytes(),
+        "max_rss": max_rss_bytes(),
     }
 
-
-def _run_subprocess(args: list) -> dict:
-    command = [sys.executable, "-m", "benchmarks.corenet", "--worker", json.dumps(args)]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        lines = [line for line in completed.stderr.strip().splitlines() if line.strip()]
-        return {"error": (lines or [f"exit {completed.returncode}"])[-1][:300]}
-    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -259,40 +251,7 @@ def _run_subprocess(args: list) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def dense_estimate_gib(n: int, m: int) -> float:
-    """Dense inference keeps ~4 float32 N×M buffers alive (corenet.md §4)."""
-    return 4 * n * m * 4 / 2**30
 
-
-def machine_description() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    ram = ""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemTotal"):
-                    ram = f", {int(line.split()[1]) / 2**20:.1f} GiB RAM"
-                    break
-    except OSError:
-        pass
-    import jax
-
-    return f"{os.cpu_count()} CPUs (nproc), {cpu}{ram}; JAX {jax.__version__}, backend {jax.default_backend()}"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(pathlib.Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
 
 
 def format_inference_table(rows: list[dict], baseline_rss: int) -> str:
@@ -401,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker is not None:
         worker_args = json.loads(args.worker)
         kind, rest = worker_args[0], worker_args[1:]
-        result = {"baseline": _worker_baseline, "inference": _worker_inference, "train": _worker_train}[kind](*rest)
+        result = {"baseline": worker_baseline, "inference": _worker_inference, "train": _worker_train}[kind](*rest)
         print(json.dumps(result))
         return 0
 
@@ -414,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = load_average()
-    baseline = _run_subprocess(["baseline"])
+    baseline = run_worker("benchmarks.corenet", ["baseline"])
     if "error" in baseline:
         raise RuntimeError(f"baseline process failed: {baseline['error']}")
     base_rss = baseline["max_rss"]
@@ -436,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
                 if mode == "dense" and estimate > args.dense_max_gib:
                     row["skipped"] = f"est. {estimate:.1f} GiB > --dense-max-gib {args.dense_max_gib}"
                 else:
-                    row.update(_run_subprocess(["inference", inputs_path, mode, size, args.block_size, args.repeats]))
+                    row.update(run_worker("benchmarks.corenet", ["inference", inputs_path, mode, size, args.block_size, args.repeats]))
                 rows.append(row)
                 print(format_inference_table([row], base_rss).splitlines()[-1], flush=True)
 
@@ -446,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             if spec.resolution not in datasets:
                 datasets[spec.resolution] = build_train_dataset(os.path.join(tmp, f"data_{spec.resolution}"), spec.resolution)
             overrides = [["data.root", datasets[spec.resolution]], *map(list, spec.overrides)]
-            row = {"spec": spec.label, **_run_subprocess(["train", spec.path, overrides, spec.steps])}
+            row = {"spec": spec.label, **run_worker("benchmarks.corenet", ["train", spec.path, overrides, spec.steps])}
             train_rows.append(row)
             print(format_train_table([row], base_rss).splitlines()[-1], flush=True)
 

@@ -13,29 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
+
+from benchmarks.common import dense_estimate_gib, machine_description, max_rss_bytes, run_worker, worker_baseline
 
 DEFAULT_ID_SIZES = (1229, 6890, 13718, 27554)
 
 
-def _max_rss_bytes() -> int:
-    import resource
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
-
-
-def _worker_baseline() -> dict:
-    import jax.numpy as jnp
-
-    jnp.zeros(1).block_until_ready()
-    return {"max_rss": _max_rss_bytes()}
 
 
 def _worker_case(mode: str, n: int, m: int, dim: int, block_size: int, epsilon: float,
@@ -74,36 +61,11 @@ def _worker_case(mode: str, n: int, m: int, dim: int, block_size: int, epsilon: 
         "median_s": statistics.median(times),
         "min_s": min(times),
         "temp_bytes": temp_bytes,
-        "max_rss": _max_rss_bytes(),
+        "max_rss": max_rss_bytes(),
     }
 
 
-def _run_subprocess(args: list[str]) -> dict:
-    command = [sys.executable, "-m", "benchmarks.matching", "--worker", json.dumps(args)]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        return {"error": (completed.stderr.strip().splitlines() or ["exit %d" % completed.returncode])[-1]}
-    return json.loads(completed.stdout.strip().splitlines()[-1])
 
-
-def _dense_estimate_gib(n: int, m: int) -> float:
-    # Dense inference keeps ~4 float32 N×M buffers alive (log K, the scores and exp temporaries).
-    return 4 * n * m * 4 / 2**30
-
-
-def _machine_description() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import jax
-
-    return f"{os.cpu_count()} CPUs (nproc), {cpu}; JAX {jax.__version__}, backend {jax.default_backend()}"
 
 
 def _format_table(rows: list[dict], baseline_rss: int) -> str:
@@ -145,25 +107,25 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.worker is not None:
         worker_args = json.loads(args.worker)
-        result = _worker_baseline() if worker_args[0] == "baseline" else _worker_case(*worker_args)
+        result = worker_baseline() if worker_args[0] == "baseline" else _worker_case(*worker_args)
         print(json.dumps(result))
         return 0
 
     if args.repeats < 1 or args.pose_size < 1 or args.dim < 1 or min(args.id_sizes) < 1:
         parser.error("sizes, dim and repeats must be positive")
 
-    baseline = _run_subprocess(["baseline"])
+    baseline = run_worker("benchmarks.matching", ["baseline"])
     if "error" in baseline:
         raise RuntimeError(f"baseline process failed: {baseline['error']}")
     rows = []
     for mode in args.modes:
         for n in args.id_sizes:
             row = {"mode": mode, "n": n, "m": args.pose_size}
-            estimate = _dense_estimate_gib(n, args.pose_size)
+            estimate = dense_estimate_gib(n, args.pose_size)
             if mode == "dense" and estimate > args.dense_max_gib:
                 row["skipped"] = f"est. {estimate:.1f} GiB > --dense-max-gib {args.dense_max_gib}"
             else:
-                row.update(_run_subprocess([mode, n, args.pose_size, args.dim, args.block_size,
+                row.update(run_worker("benchmarks.matching", [mode, n, args.pose_size, args.dim, args.block_size,
                                             args.epsilon, args.num_iterations, args.repeats]))
             rows.append(row)
             print(_format_table([row], baseline["max_rss"]).splitlines()[-1], flush=True)
@@ -176,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "# jaxpose.matching benchmark: 3D-CoreNet OT warp (inference, features given)",
         "",
         f"Command (from the repo root): `{command}`",
-        f"Machine: {_machine_description()}",
+        f"Machine: {machine_description()}",
         f"Setting: feature width {args.dim}, ε = {args.epsilon}, {args.num_iterations} Sinkhorn "
         f"iterations, online block {args.block_size} rows, float32, {args.repeats} timed runs after "
         "one warm-up. Baseline RSS (JAX imported, backend initialised): "

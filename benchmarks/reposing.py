@@ -69,7 +69,7 @@ def _grid_fn(occupancy_fn, chunk):
 
 
 def run(args) -> dict:
-    from jaxpose.repose import repose_all, subject_body
+    from jaxpose.repose import subject_body
 
     ins, ins_config, ins_source = _model("ins", args.ins_checkpoint, "configs/ins_small.py")
     snarf, _, snarf_source = _model("snarf", args.snarf_checkpoint, "configs/snarf_small.py")

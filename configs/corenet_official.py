@@ -34,6 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.matching_mode = "dense"  # "online" streams row blocks of block_size (O(N·block) memory)
     config.model.block_size = 1024
     config.model.init_gain = 0.02
+    config.model.residual_output = False  # official: absolute coordinates (True: warp + offset, not in the paper)
 
     config.data = ml_collections.ConfigDict()
     config.data.root = "data/npt_full"

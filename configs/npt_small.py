@@ -1,4 +1,4 @@
-"""NPT, small: trains meaningfully on a 2-core CPU in about 15 minutes (low-resolution body).
+"""NPT, small: trains on a 2-core CPU in a few minutes (low-resolution body).
 
 Pose encoder 32-64-256 (decoder 259-129-64), otherwise the official recipe (max-pool model, Adam with
 default betas, 1 · MSE + 0.0005 · edge, constant learning rate) with a higher learning rate and short
@@ -14,7 +14,7 @@ from jaxpose.training.config import load_config
 
 def get_config():
     config = load_config(pathlib.Path(__file__).with_name("npt_official.py"))
-    config.num_steps = 400  # ≈15 min on a shared 2-core CPU (see notes)
+    config.num_steps = 300
     config.log_every = 25
     config.checkpoint_every = 100
     config.model.pose_widths = (32, 64, 256)

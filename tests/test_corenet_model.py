@@ -126,3 +126,17 @@ def test_bad_inputs_raise_clear_errors(inputs):
         model(identity.at[0, 0, 0].set(jnp.nan), pose)
     with pytest.raises(ValueError, match="fc_kernel"):
         _model(fc_kernel=5)
+
+
+def test_residual_output_adds_the_decoder_offset_to_the_warp(inputs):
+    identity, pose = inputs
+    absolute, residual = _model(), _model(residual_output=True)  # same seed: identical weights
+    absolute.eval()
+    residual.eval()
+    out_abs, out_res = absolute(identity, pose), residual(identity, pose)
+    np.testing.assert_allclose(np.asarray(out_res.warped), np.asarray(out_abs.warped), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(out_res.output), np.asarray(out_abs.warped + out_abs.output), atol=1e-5
+    )
+    # With the official 0.02 init the offset starts near zero, so the output starts at the warp.
+    assert np.max(np.abs(np.asarray(out_res.output - out_res.warped))) < 0.05

@@ -1,4 +1,6 @@
-"""Execute the shipped notebooks end to end with nbclient and fail on any cell error.
+"""Every shipped notebook is clean nbformat 4; `pose_transfer.ipynb` executes end to end with nbclient.
+
+(`tests/test_notebook_ins.py` executes `invertible_skinning.ipynb` with its own output checks.)
 
 The kernel is `python3` from this interpreter's environment: if jupyter's kernelspec lookup does not
 find one (fresh venv), a kernelspec pointing at `sys.executable` is installed into `sys.prefix`.
@@ -41,7 +43,7 @@ def _ensure_python3_kernel() -> str:
 
 
 def test_notebooks_are_found():
-    assert [p.name for p in NOTEBOOKS] == ["pose_transfer.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["invertible_skinning.ipynb", "pose_transfer.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -56,8 +58,8 @@ def test_notebook_is_clean_nbformat4(path):
         assert cell.execution_count is None, "notebook must be saved without execution counts"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_executes(path, monkeypatch):
+def test_pose_transfer_notebook_executes(monkeypatch):
+    path = REPO / "notebooks" / "pose_transfer.ipynb"
     kernel = _ensure_python3_kernel()
     monkeypatch.setenv("JAXPOSE_CHECKPOINT", "")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))

@@ -194,6 +194,10 @@ class CoreNet(nnx.Module):
         ``jaxpose.matching.ot_warp`` (official ε 0.03, 5 iterations; "dense" materialises
         N_id × N_pose, "online" streams row blocks of ``block_size``).
       init_gain: xavier-normal gain of all kernels (official 0.02).
+      residual_output: False (official) decodes absolute coordinates; True adds the decoder's
+        bounded output to the OT warp (``output = warped + 2·tanh(·)``). Not in the paper: a
+        jaxpose option for short CPU runs, where the absolute decoder (which starts at ≈ 0 with the
+        0.02 init) needs far more steps than the budget allows before it even matches its own input.
       rngs: ``nnx.Rngs`` (the ``params`` stream is used).
 
     Call: identity_xyz (B, N_id, 3), pose_xyz (B, N_pose, 3), bbox-centred, metre scale;
@@ -215,11 +219,13 @@ class CoreNet(nnx.Module):
         matching_mode: str = "dense",
         block_size: int = 1024,
         init_gain: float = 0.02,
+        residual_output: bool = False,
         rngs: nnx.Rngs,
     ):
         kernel_init = initializers.xavier_normal(init_gain)
         self.fc_kernel = fc_kernel
         self.use_elain = use_elain
+        self.residual_output = bool(residual_output)
         self.epsilon = float(epsilon)
         self.num_sinkhorn_iterations = int(num_sinkhorn_iterations)
         self.matching_mode = matching_mode
@@ -268,8 +274,12 @@ class CoreNet(nnx.Module):
         return warped, id_features
 
     def refine(self, warped: jax.Array, id_features: jax.Array) -> jax.Array:
-        """Refinement stage only: (B, N_id, 3), (B, N_id, F) -> (B, N_id, 3) in (−2, 2)."""
-        return self.generator(warped, id_features)
+        """Refinement stage only: (B, N_id, 3), (B, N_id, F) -> (B, N_id, 3).
+
+        Absolute coordinates in (−2, 2), or ``warped`` + an offset in (−2, 2) with ``residual_output``.
+        """
+        refined = self.generator(warped, id_features)
+        return warped + refined if self.residual_output else refined
 
     def __call__(self, identity_xyz: jax.Array, pose_xyz: jax.Array) -> PoseTransferOutput:
         warped, id_features = self.warp(identity_xyz, pose_xyz)

@@ -100,7 +100,8 @@ def marching_cubes_mesh(values, bounds, level: float = 0.0) -> tuple[np.ndarray,
     lo, hi = _check_bounds(bounds)
     spacing = (hi - lo) / (values.shape[0] - 1)
     vertices, faces, _, _ = marching_cubes(values, level=level, spacing=tuple(spacing))
-    return (vertices + lo).astype(np.float32), faces.astype(np.int32)
+    # scikit-image winds the triangles of a larger-inside field inwards; flip them to face outwards.
+    return (vertices + lo).astype(np.float32), np.ascontiguousarray(faces[:, ::-1], np.int32)
 
 
 def extract_mesh(

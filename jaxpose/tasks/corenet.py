@@ -35,6 +35,7 @@ def make_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> CoreNet:
         matching_mode=str(m.matching_mode),
         block_size=int(m.block_size),
         init_gain=float(m.init_gain),
+        residual_output=bool(m.get("residual_output", False)),
         rngs=rngs,
     )
 

@@ -26,19 +26,23 @@ names; all must share the data config).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from jaxpose.models.ins import INS, INSConfig, occupancy_bce
+from jaxpose.models.ins import INS, INVALID_LOGIT, INSConfig, occupancy_bce
 from jaxpose.models.pin import PINConfig
 from jaxpose.models.skinning import joint_one_hot_loss, skinning_weight_loss
 from jaxpose.models.snarf import SNARF
 from jaxpose.tasks import skinning_data
 from jaxpose.training.task import Task
+
+UNRESOLVED_LOGIT = -13.815510557964274
+"""logit(1e-6): the training logit of a point with no converged root (SNARF's convention: probability
+clamped at eps). INS marks such points with INVALID_LOGIT (-1e5), a constant, so the gradient is the
+same either way; only the loss value stays on the BCE scale instead of being dominated by 1e5 terms."""
 
 PIN_KEYS = ("n_layers", "pose_code_dim", "encoder_width", "embed_width", "embed_depth", "head_width", "head_depth")
 INS_KEYS = ("occupancy_width", "occupancy_depth", "occupancy_omega0", "skinning_width", "skinning_depth", "root_max_steps",
@@ -76,8 +80,7 @@ def _ins_logits(model, points, transforms, pose, *, training):
 
 
 def _snarf_logits(model, points, transforms, pose, *, training):
-    chunk = None
-    return model.occupancy_logits(points, pose, transforms, training=training, init_bones=None, chunk_size=chunk)
+    return model.occupancy_logits(points, pose, transforms, training=training)
 
 
 def _loss(logits_fn):
@@ -85,6 +88,7 @@ def _loss(logits_fn):
         del rng  # the training points were drawn by the dataset (pure function of seed and epoch)
         logits = _per_frame(model, lambda m, x, t, p: logits_fn(m, x, t, p, training=True),
                             batch["points"], batch["transforms"], batch["pose"])
+        logits = jnp.where(logits <= 0.5 * INVALID_LOGIT, UNRESOLVED_LOGIT, logits)
         bce = occupancy_bce(logits.reshape(-1), batch["occupancy"].reshape(-1))
         field = model.skinning
         joints = batch["canonical_joints"][0]
@@ -137,7 +141,12 @@ def eval_main(argv: list[str], prog: str = "jaxpose eval ins") -> int:
                 raise FileNotFoundError(f"{config_path} not found (is {path} a training workdir?)")
             task = get_task(json.loads(config_path.read_text())["task"])
             loaded.append((task, evaluation.load_checkpoint(task, path, mesh)))
-        evaluation.check_eval_configs({c.name: c.config for _, c in loaded})
+        from jaxpose.training.config import config_differences
+
+        for _, other in loaded[1:]:  # tasks differ; the test set (data section) must not
+            diffs = config_differences(loaded[0][1].config, other.config, keys=("data",))
+            if diffs:
+                raise ValueError(f"{other.name} and {loaded[0][1].name} disagree on their data config:\n  " + "\n  ".join(diffs))
         dataset = loaded[0][0].make_eval_data(loaded[0][1].config, args.data, args.list)
         results, seconds = {}, {}
         for task, checkpoint in loaded:

@@ -1,0 +1,74 @@
+"""Shared plumbing of the benchmark scripts: one fresh subprocess per measured case (so peak RSS
+belongs to that case alone), the JAX-only baseline process, and a description of the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+
+
+def max_rss_bytes() -> int:
+    """Peak resident set size of this process, in bytes."""
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
+
+
+def worker_baseline() -> dict:
+    """What a process that only imports JAX and touches the backend peaks at."""
+    import jax.numpy as jnp
+
+    jnp.zeros(1).block_until_ready()
+    return {"max_rss": max_rss_bytes()}
+
+
+def run_worker(module: str, args) -> dict:
+    """Run `python -m MODULE --worker JSON(args)`; its last stdout line is a JSON dict of results.
+
+    A failing case returns {"error": last stderr line} instead of raising, so one case that runs out
+    of memory does not lose the others.
+    """
+    command = [sys.executable, "-m", module, "--worker", json.dumps(args)]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        lines = [line for line in completed.stderr.strip().splitlines() if line.strip()]
+        return {"error": (lines or [f"exit {completed.returncode}"])[-1][:300]}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def dense_estimate_gib(n: int, m: int) -> float:
+    """Dense OT inference keeps ~4 float32 N×M buffers alive (corenet.md §4)."""
+    return 4 * n * m * 4 / 2**30
+
+
+def machine_description() -> str:
+    """CPU count and model, RAM, JAX version and backend."""
+    cpu = platform.processor() or "unknown CPU"
+    ram = ""
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram = f", {int(line.split()[1]) / 2**20:.1f} GiB RAM"
+                break
+    except OSError:
+        pass
+    import jax
+
+    return f"{os.cpu_count()} CPUs (nproc), {cpu}{ram}; JAX {jax.__version__}, backend {jax.default_backend()}"
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages (benchmarks on a shared machine must say how shared it was)."""
+    try:
+        return " ".join(pathlib.Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
