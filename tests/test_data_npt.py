@@ -428,14 +428,3 @@ def test_cli_npt_on_default_body(tmp_path, capsys):
     assert "overwrite" in capsys.readouterr().err
     assert data_cli.main(["npt", "--out", str(tmp_path / "x"), "--poses", "0"], prog="jaxpose data") == 1
     assert "poses must be" in capsys.readouterr().err
-
-
-def test_demo_builds_and_reuses_dataset(tmp_path, capsys):
-    from jaxpose import demo
-
-    argv = ["--out", str(tmp_path / "run"), "--identities", "2", "--poses", "3", "--no-progress"]
-    assert demo.main(argv, prog="jaxpose demo") == 0
-    first = capsys.readouterr().out
-    assert "wrote dataset" in first and "loaded back: vertices (2, 3," in first
-    assert demo.main(argv, prog="jaxpose demo") == 0
-    assert "kept identical dataset" in capsys.readouterr().out

@@ -7,7 +7,7 @@ coupling network), `SkinningField`, `SNARF` (and SNARF-NC), and the LBS-only bas
 """
 
 from jaxpose.models.corenet import CoreNet, ElaINGenerator, ElaINResBlock, FeatureExtractor
-from jaxpose.models.deformation_transfer import DeformationTransfer, deformation_transfer
+from jaxpose.models.deformation_transfer import DeformationTransfer
 from jaxpose.models.ins import INS, INSConfig
 from jaxpose.models.npt import NPT
 from jaxpose.models.outputs import PoseTransferOutput
@@ -18,5 +18,5 @@ from jaxpose.models.snarf import SNARF
 __all__ = [
     "INS", "INSConfig", "NPT", "PIN", "PINConfig", "SNARF", "BonePoseEncoder", "CoreNet",
     "DeformationTransfer", "ElaINGenerator", "ElaINResBlock", "FeatureExtractor", "PoseTransferOutput",
-    "SkinningField", "deformation_transfer", "rectified_bone_transforms", "star_pose",
+    "SkinningField", "rectified_bone_transforms", "star_pose",
 ]
