@@ -72,3 +72,18 @@ def load_average() -> str:
         return " ".join(pathlib.Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         return "unknown"
+
+
+LATENCY_COLUMNS = "compile (s) | latency median (s) | latency min (s) | XLA temp (MiB) | peak RSS − baseline (MiB) |"
+
+
+def latency_cells(row: dict, baseline_rss: int, compile_digits: int = 2) -> str:
+    """The LATENCY_COLUMNS cells of one measured case (or its skip/failure reason), markdown."""
+    if "skipped" in row:
+        return f" skipped: {row['skipped']} | | | | |"
+    if "error" in row:
+        return f" failed: {row['error']} | | | | |"
+    return (
+        f" {row['compile_s']:.{compile_digits}f} | {row['median_s']:.3f} | {row['min_s']:.3f} | "
+        f"{row['temp_bytes'] / 2**20:.0f} | {(row['max_rss'] - baseline_rss) / 2**20:.0f} |"
+    )

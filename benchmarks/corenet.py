@@ -44,6 +44,8 @@ import tempfile
 import time
 
 from benchmarks.common import (
+    LATENCY_COLUMNS,
+    latency_cells,
     dense_estimate_gib,
     load_average,
     machine_description,
@@ -142,8 +144,6 @@ def pose_points(size: int = POSE_SIZE):
 # ----------------------------------------------------------------------------------------------
 # Workers (each runs in its own process)
 # ----------------------------------------------------------------------------------------------
-
-
 
 
 def _worker_inference(inputs_path: str, mode: str, size: int, block_size: int, repeats: int) -> dict:
@@ -245,32 +245,18 @@ def _worker_train(config_path: str, overrides: list[list[str]], timed_steps: int
     }
 
 
-
 # ----------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------
 
 
-
-
-
 def format_inference_table(rows: list[dict], baseline_rss: int) -> str:
     lines = [
-        "| mode | N_id | identity points | N_pose | compile (s) | latency median (s) | latency min (s) "
-        "| XLA temp (MiB) | peak RSS − baseline (MiB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| mode | N_id | identity points | N_pose | " + LATENCY_COLUMNS,
+        "|" + "---|" * 9,
     ]
     for row in rows:
-        prefix = f"| {row['mode']} | {row['n']:,} | {row['points']} | {row['m']:,} |"
-        if "skipped" in row:
-            lines.append(f"{prefix} skipped: {row['skipped']} | | | | |")
-        elif "error" in row:
-            lines.append(f"{prefix} failed: {row['error']} | | | | |")
-        else:
-            lines.append(
-                f"{prefix} {row['compile_s']:.1f} | {row['median_s']:.3f} | {row['min_s']:.3f} | "
-                f"{row['temp_bytes'] / 2**20:.0f} | {(row['max_rss'] - baseline_rss) / 2**20:.0f} |"
-            )
+        lines.append(f"| {row['mode']} | {row['n']:,} | {row['points']} | {row['m']:,} |" + latency_cells(row, baseline_rss, 1))
     return "\n".join(lines)
 
 

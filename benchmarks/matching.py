@@ -18,11 +18,9 @@ import statistics
 import sys
 import time
 
-from benchmarks.common import dense_estimate_gib, machine_description, max_rss_bytes, run_worker, worker_baseline
+from benchmarks.common import LATENCY_COLUMNS, latency_cells, dense_estimate_gib, machine_description, max_rss_bytes, run_worker, worker_baseline
 
 DEFAULT_ID_SIZES = (1229, 6890, 13718, 27554)
-
-
 
 
 def _worker_case(mode: str, n: int, m: int, dim: int, block_size: int, epsilon: float,
@@ -65,26 +63,13 @@ def _worker_case(mode: str, n: int, m: int, dim: int, block_size: int, epsilon: 
     }
 
 
-
-
-
 def _format_table(rows: list[dict], baseline_rss: int) -> str:
     lines = [
-        "| mode | N_id | N_pose | compile (s) | latency median (s) | latency min (s) | XLA temp (MiB) "
-        "| peak RSS − baseline (MiB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| mode | N_id | N_pose | " + LATENCY_COLUMNS,
+        "|" + "---|" * 8,
     ]
     for row in rows:
-        prefix = f"| {row['mode']} | {row['n']:,} | {row['m']:,} |"
-        if "skipped" in row:
-            lines.append(f"{prefix} skipped: {row['skipped']} | | | | |")
-        elif "error" in row:
-            lines.append(f"{prefix} failed: {row['error']} | | | | |")
-        else:
-            lines.append(
-                f"{prefix} {row['compile_s']:.2f} | {row['median_s']:.3f} | {row['min_s']:.3f} | "
-                f"{row['temp_bytes'] / 2**20:.0f} | {(row['max_rss'] - baseline_rss) / 2**20:.0f} |"
-            )
+        lines.append(f"| {row['mode']} | {row['n']:,} | {row['m']:,} |" + latency_cells(row, baseline_rss, 2))
     return "\n".join(lines)
 
 

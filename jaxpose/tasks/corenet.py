@@ -18,7 +18,6 @@ from flax import nnx
 
 from jaxpose.models.corenet import CoreNet
 from jaxpose.tasks import pose_transfer
-from jaxpose.training.task import Task
 
 
 def make_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> CoreNet:
@@ -40,19 +39,4 @@ def make_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> CoreNet:
     )
 
 
-def eval_main(argv: list[str], prog: str = "jaxpose eval corenet") -> int:
-    return pose_transfer.eval_main(argv, prog)
-
-
-TASK = Task(
-    name="corenet",
-    make_model=make_model,
-    loss_fn=pose_transfer.loss_fn,
-    make_train_data=pose_transfer.make_train_data,
-    make_eval_data=pose_transfer.make_eval_data,
-    predict=pose_transfer.predict,
-    eval_metrics=pose_transfer.eval_metrics,
-    baselines=pose_transfer.BASELINES,
-    eval_main=eval_main,
-    description="3D-CoreNet pose transfer: OT correspondence + ElaIN refinement (Song et al., NeurIPS 2021)",
-)
+TASK = pose_transfer.make_task("corenet", make_model, "3D-CoreNet pose transfer: OT correspondence + ElaIN refinement (Song et al., NeurIPS 2021)")

@@ -13,7 +13,6 @@ from flax import nnx
 
 from jaxpose.models.npt import NPT
 from jaxpose.tasks import pose_transfer
-from jaxpose.training.task import Task
 
 
 def make_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> NPT:
@@ -26,19 +25,4 @@ def make_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> NPT:
     )
 
 
-def eval_main(argv: list[str], prog: str = "jaxpose eval npt") -> int:
-    return pose_transfer.eval_main(argv, prog)
-
-
-TASK = Task(
-    name="npt",
-    make_model=make_model,
-    loss_fn=pose_transfer.loss_fn,
-    make_train_data=pose_transfer.make_train_data,
-    make_eval_data=pose_transfer.make_eval_data,
-    predict=pose_transfer.predict,
-    eval_metrics=pose_transfer.eval_metrics,
-    baselines=pose_transfer.BASELINES,
-    eval_main=eval_main,
-    description="NPT pose transfer: max-pooled pose code + SPAdaIN decoder (Wang et al., CVPR 2020)",
-)
+TASK = pose_transfer.make_task("npt", make_model, "NPT pose transfer: max-pooled pose code + SPAdaIN decoder (Wang et al., CVPR 2020)")

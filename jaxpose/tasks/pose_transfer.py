@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import math
 import os
 import pathlib
 import sys
@@ -705,8 +704,30 @@ def eval_main(argv: list[str], prog: str = "jaxpose eval corenet") -> int:
 
 __all__ = [
     "BASELINES", "EMD_CHOICES", "METRIC_COLUMNS", "POSE_TRANSFER_TASKS", "PoseTransferEvaluation", "TrainPairs",
-    "centred_vertices", "copy_identity", "deformation_transfer", "eval_arrays", "eval_main", "eval_metrics",
+    "centred_vertices", "copy_identity", "deformation_transfer", "eval_arrays", "eval_main", "eval_metrics", "make_task",
     "evaluate", "loss_fn", "make_eval_data", "make_eval_metrics", "make_train_data", "open_data",
     "permutation_keys", "permuted_forward", "pose_transfer_loss", "predict", "predict_raw_warp",
     "summarize_over_seeds", "test_triples", "with_permutation_seed", "write_evaluation",
 ]
+
+
+def make_task(name: str, make_model, description: str):
+    """The engine `Task` of a pose-transfer model: everything but the model is shared."""
+    from jaxpose.training.task import Task
+
+    return Task(
+        name=name,
+        make_model=make_model,
+        loss_fn=loss_fn,
+        make_train_data=make_train_data,
+        make_eval_data=make_eval_data,
+        predict=predict,
+        eval_metrics=eval_metrics,
+        baselines=BASELINES,
+        eval_main=functools.partial(_eval_main_as, f"jaxpose eval {name}"),
+        description=description,
+    )
+
+
+def _eval_main_as(default_prog: str, argv: list[str], prog: str | None = None) -> int:
+    return eval_main(argv, prog or default_prog)
