@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from jaxpose.bodies import default_body
-from jaxpose.geometry.root_finding import SNARF_TRAIN_BONES, invert_lbs
+from jaxpose.geometry.root_finding import SNARF_TRAIN_BONES
 from jaxpose.models.ins import INS, INVALID_LOGIT, INSConfig, aggregate_root_logits, occupancy_bce
 from jaxpose.models.pin import PINConfig
 from jaxpose.models.skinning import lbs_points, star_pose

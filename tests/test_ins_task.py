@@ -28,6 +28,7 @@ def tiny_config(root, task: str = "ins", num_steps: int = 6):
     config.log_every = 1
     config.checkpoint_every = 3
     config.optimizer.lr = 3e-3
+    config.optimizer.schedule = "constant"  # the small configs' 20 warm-up steps would outlast these runs
     config.optimizer.clip_grad_norm = 1.0
     config.loss.extras_epochs = 0  # the loss compared below is the BCE alone
     if task == "ins":
@@ -205,3 +206,28 @@ def test_missing_dataset_is_a_clear_error(tmp_path, data_root):
     config = tiny_config(tmp_path / "absent")
     with pytest.raises(FileNotFoundError, match="holds no CAPE-layout dataset"):
         skinning_data.make_train_data(config)
+
+
+@pytest.mark.parametrize("box", ["bbox", "snarf"])
+def test_uniform_training_points_lie_in_the_configured_box(data_root, box):
+    from jaxpose.data.occupancy_points import bbox_cube
+
+    config = tiny_config(data_root)
+    config.data.uniform_box = box
+    data = TASK.make_train_data(config)
+    frames = skinning_data.load_subject(config.data).splits["train"]
+    n_surface = int(config.data.n_surface)
+    for frame in range(len(data)):
+        uniform = data.take(np.array([frame]))["points"][0, n_surface:]
+        lo, hi = bbox_cube(frames.vertices[frame]) if box == "bbox" else (np.full(3, -1.8), np.full(3, 1.8))
+        assert np.all(uniform >= lo - 1e-6) and np.all(uniform <= hi + 1e-6)
+        if box == "snarf":  # SNARF's box is much larger than a body's evaluation cube
+            cube_lo, cube_hi = bbox_cube(frames.vertices[frame])
+            assert np.any(np.any((uniform < cube_lo) | (uniform > cube_hi), axis=-1))
+
+
+def test_unknown_uniform_box_is_a_clear_error(data_root):
+    config = tiny_config(data_root)
+    config.data.uniform_box = "sphere"
+    with pytest.raises(ValueError, match="data.uniform_box"):
+        TASK.make_train_data(config)

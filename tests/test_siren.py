@@ -9,7 +9,7 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxpose.models.pin import MLP
+from jaxpose.nn.mlp import MLP
 from jaxpose.nn.siren import SineLayer, Siren
 
 

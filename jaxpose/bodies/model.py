@@ -360,7 +360,7 @@ def forward(body: BodyModel, betas: jax.Array, pose: jax.Array, transl: jax.Arra
         raise ValueError(f"pose must have shape (..., {num_joints}, 3) or (..., {num_joints}, 3, 3), got {pose.shape}")
     betas = jnp.asarray(betas, rotations.dtype)
     if betas.ndim == 0:
-        raise ValueError(f"betas must have shape (..., K'), got a scalar")
+        raise ValueError("betas must have shape (..., K'), got a scalar")
     transl = jnp.zeros(3, rotations.dtype) if transl is None else jnp.asarray(transl, rotations.dtype)
     if transl.ndim == 0 or transl.shape[-1] != 3:
         raise ValueError(f"transl must have shape (..., 3), got {transl.shape}")

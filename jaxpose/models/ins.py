@@ -61,8 +61,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxpose.geometry.root_finding import SNARF_TEST_BONES, SNARF_TRAIN_BONES, broyden, inverse_3x3, invert_lbs
-from jaxpose.models.pin import PIN, MLP, PINConfig, bone_pose_features, check_bone_transforms
+from jaxpose.models.pin import PIN, PINConfig, bone_pose_features, check_bone_transforms
 from jaxpose.models.skinning import SkinningField, lbs_points
+from jaxpose.nn.mlp import MLP
 from jaxpose.nn.siren import Siren
 
 INVALID_LOGIT = -1e5

@@ -4,6 +4,7 @@ Every module here accepts any number of leading batch axes; statistics (instance
 taken over the vertex axis ``-2`` per sample and channel.
 """
 
+from jaxpose.nn.mlp import MLP
 from jaxpose.nn.init import normal, torch_default_bias, xavier_normal, zeros
 from jaxpose.nn.norms import (
     ElaIN,
@@ -24,6 +25,7 @@ from jaxpose.nn.spectral import (
 )
 
 __all__ = [
+    "MLP",
     "SineLayer",
     "Siren",
     "ElaIN",
