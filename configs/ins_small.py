@@ -11,6 +11,9 @@ after 20 warm-up steps (about 15 min on a quiet 2-core CPU). The skinning field 
 distilled towards the minimal body's weights (loss.skinning_distill_weight, not in INS/SNARF) during
 the first extras_epochs epochs, since the short budget leaves no time to discover them from occupancy.
 Run: python -m train.ins --config configs/ins_small.py --workdir runs/ins_small
+Ablations (INS Table 3) are overrides of this config, e.g.
+     python -m train.ins --config configs/ins_small.py --config.model.use_h_c=False --workdir runs/ins_small_no_h_c
+with use_pose_multiplication, use_siren, use_rotation, use_h_d, use_h_c or use_lbs set to False.
 """
 
 import pathlib
