@@ -18,6 +18,7 @@ the same cached sets the INS evaluation uses).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
 import time
@@ -36,21 +37,13 @@ from jaxpose.tasks import skinning_data
 from jaxpose.training.config import load_config
 
 
-def fit_frame(vertices: np.ndarray, faces: np.ndarray, *, steps: int, width: int, depth: int, lr: float,
-              points_per_step: int, seed: int) -> nnx.Module:
-    """Fit a SIREN occupancy (logit) to one posed mesh (V, 3) metres; returns the trained module."""
-    pool = make_training_pool(vertices[None], faces, seed=seed + 1000, pool_surface=40_000, pool_uniform=40_000,
-                              uniform_box="bbox")
-    surface, surface_occ, uniform, uniform_occ = (a[0] for a in pool)
-    n_uniform = points_per_step * 3 // 11
-    n_surface = points_per_step - n_uniform
-    model = Siren(3, width, depth, 1, omega0=30.0, rngs=nnx.Rngs(seed))
-    graphdef, params = nnx.split(model)
+@functools.lru_cache(maxsize=None)
+def _trainer(graphdef, n_surface: int, n_uniform: int, lr: float, steps: int):
+    """(optimiser, jitted BCE step), built once per network / schedule / batch layout (pools are arguments)."""
     tx = optax.chain(optax.clip_by_global_norm(0.1), optax.adam(optax.cosine_decay_schedule(lr, steps, 0.05)))
-    opt_state = tx.init(params)
 
     @jax.jit
-    def step(params, opt_state, key):
+    def step(params, opt_state, key, surface, surface_occ, uniform, uniform_occ):
         k1, k2 = jax.random.split(key)
         i = jax.random.randint(k1, (n_surface,), 0, surface.shape[0])
         j = jax.random.randint(k2, (n_uniform,), 0, uniform.shape[0])
@@ -65,9 +58,24 @@ def fit_frame(vertices: np.ndarray, faces: np.ndarray, *, steps: int, width: int
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
+    return tx, step
+
+
+def fit_frame(vertices: np.ndarray, faces: np.ndarray, *, steps: int, width: int, depth: int, lr: float,
+              points_per_step: int, seed: int) -> nnx.Module:
+    """Fit a SIREN occupancy (logit) to one posed mesh (V, 3) metres; returns the trained module."""
+    pool = make_training_pool(vertices[None], faces, seed=seed + 1000, pool_surface=40_000, pool_uniform=40_000,
+                              uniform_box="bbox")
+    surface, surface_occ, uniform, uniform_occ = (a[0] for a in pool)
+    n_uniform = points_per_step * 3 // 11
+    n_surface = points_per_step - n_uniform
+    model = Siren(3, width, depth, 1, omega0=30.0, rngs=nnx.Rngs(seed))
+    graphdef, params = nnx.split(model)
+    tx, step = _trainer(graphdef, n_surface, n_uniform, lr, steps)
+    opt_state = tx.init(params)
     key = jax.random.key(seed)
     for s in range(steps):
-        params, opt_state = step(params, opt_state, jax.random.fold_in(key, s))
+        params, opt_state = step(params, opt_state, jax.random.fold_in(key, s), surface, surface_occ, uniform, uniform_occ)
     return nnx.merge(graphdef, params)
 
 
