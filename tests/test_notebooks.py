@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
-import time
 
 import pytest
 
@@ -22,8 +21,7 @@ nbclient = pytest.importorskip("nbclient")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-TIMEOUT_S = 120  # per cell; the whole pose-transfer notebook runs in well under 60 s
-RUNTIME_BUDGET_S = 60
+TIMEOUT_S = 120  # per cell, against hangs only: tests never assert wall-clock time
 
 
 def _ensure_python3_kernel() -> str:
@@ -69,9 +67,7 @@ def test_pose_transfer_notebook_executes(monkeypatch):
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, kernel_name=kernel, timeout=TIMEOUT_S,
                                      resources={"metadata": {"path": str(path.parent)}})
-    start = time.perf_counter()
     client.execute()  # raises CellExecutionError on the first failing cell
-    elapsed = time.perf_counter() - start
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
@@ -80,4 +76,3 @@ def test_pose_transfer_notebook_executes(monkeypatch):
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "display_data" and "image/png" in o.get("data", {})]
     assert len(images) >= 4, f"expected the mesh, correlation, warp and gradient figures, got {len(images)} images"
-    assert elapsed < RUNTIME_BUDGET_S * 2, f"notebook took {elapsed:.0f} s (budget {RUNTIME_BUDGET_S} s on a quiet CPU)"
