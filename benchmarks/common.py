@@ -42,7 +42,10 @@ def run_worker(module: str, args) -> dict:
 
 
 def dense_estimate_gib(n: int, m: int) -> float:
-    """Dense OT inference keeps ~4 float32 N×M buffers alive (corenet.md §4)."""
+    """Dense OT inference keeps ~4 float32 N×M buffers alive.
+
+    See docs/pose_transfer.md, "Matching implementations and memory".
+    """
     return 4 * n * m * 4 / 2**30
 
 

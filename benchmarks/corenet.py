@@ -128,7 +128,7 @@ def identity_points(size: int):
 
 def build_train_dataset(directory: str, resolution: str) -> str:
     """A small NPT-style dataset of the default body at `resolution` (see TRAIN_DATASETS)."""
-    from jaxpose.data.npt import NptConfig, generate_npt_dataset
+    from jaxpose.pose_transfer.npt_data import NptConfig, generate_npt_dataset
 
     identities, poses, body_resolution = TRAIN_DATASETS[resolution]
     generate_npt_dataset(directory, NptConfig(identities=identities, poses=poses, resolution=body_resolution),
@@ -147,16 +147,19 @@ def pose_points(size: int = POSE_SIZE):
 
 
 def _worker_inference(inputs_path: str, mode: str, size: int, block_size: int, repeats: int) -> dict:
+    # Imported here, not at the top: the baseline process runs this module too and must import JAX only.
     import jax
     import numpy as np
     from flax import nnx
 
-    from jaxpose.models.corenet import CoreNet
+    from jaxpose.matching import matching_from_name
+    from jaxpose.pose_transfer.corenet import CoreNet
 
     with np.load(inputs_path) as arrays:
         identity = jax.device_put(arrays[f"identity_{size}"][None])
         pose = jax.device_put(arrays["pose"][None])
-    model = CoreNet(matching_mode=mode, block_size=block_size, rngs=nnx.Rngs(0))
+    geometry, solver = matching_from_name(mode, block_size=block_size)
+    model = CoreNet(matching_geometry=geometry, matching_solver=solver, rngs=nnx.Rngs(0))
     model.eval()
     graphdef, state = nnx.split(model)
 
@@ -194,19 +197,19 @@ def _worker_train(config_path: str, overrides: list[list[str]], timed_steps: int
     from jaxpose.training.config import apply_overrides, load_config
     from jaxpose.training.data import batch_indices, steps_per_epoch
     from jaxpose.training.optim import make_optimizer
-    from jaxpose.training.registry import get_task
+    from jaxpose.training.registry import build_task
     from jaxpose.training.state import create_train_state, model_graphdef
 
     config = apply_overrides(load_config(config_path), [tuple(o) for o in overrides])
-    task = get_task(config.task)
+    task = build_task(config)
     mesh = sharding_lib.make_mesh()
     batch_size = int(config.batch_size)
     start = time.perf_counter()
-    train_data = task.make_train_data(config)
+    train_data = task.make_train_data()
     data_s = time.perf_counter() - start
     tx, schedule = make_optimizer(config.optimizer, steps_per_epoch(batch_size, len(train_data)), int(config.num_steps))
-    graphdef = model_graphdef(task, config)
-    _, state = create_train_state(task, config, tx, mesh)
+    graphdef = model_graphdef(task)
+    _, state = create_train_state(task, tx, mesh)
     dtype = step_lib.compute_dtype_from_name(config.compute_dtype, task)
     train_step = step_lib.jit_train_step(step_lib.make_train_step(graphdef, task, tx, schedule, dtype), mesh)
 

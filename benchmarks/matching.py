@@ -25,19 +25,20 @@ DEFAULT_ID_SIZES = (1229, 6890, 13718, 27554)
 
 def _worker_case(mode: str, n: int, m: int, dim: int, block_size: int, epsilon: float,
                  num_iterations: int, repeats: int) -> dict:
+    # Imported here, not at the top: the baseline process runs this module too and must import JAX only.
     import jax
     import numpy as np
 
-    from jaxpose.matching import ot_warp
+    from jaxpose.matching import matching_from_name, ot_warp
 
     rng = np.random.default_rng(0)
     x = jax.device_put(rng.normal(size=(n, dim)).astype(np.float32))
     y = jax.device_put(rng.normal(size=(m, dim)).astype(np.float32))
     points = jax.device_put(rng.normal(size=(m, 3)).astype(np.float32))
+    geometry, solver = matching_from_name(mode, block_size=block_size, num_iterations=num_iterations)
 
     def warp(x_features, y_features, y_points, eps):
-        return ot_warp(x_features, y_features, y_points, epsilon=eps, num_iterations=num_iterations,
-                       mode=mode, block_size=block_size)
+        return ot_warp(x_features, y_features, y_points, epsilon=eps, geometry=geometry, solver=solver)
 
     eps = np.float32(epsilon)
     start = time.perf_counter()
@@ -48,7 +49,7 @@ def _worker_case(mode: str, n: int, m: int, dim: int, block_size: int, epsilon: 
     result = compiled(x, y, points, eps)
     result.block_until_ready()
     if not np.all(np.isfinite(np.asarray(result))):
-        raise FloatingPointError(f"non-finite warp for mode={mode} n={n} m={m}")
+        raise FloatingPointError(f"non-finite warp for matching {mode!r}, n={n} m={m}")
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

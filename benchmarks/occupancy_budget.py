@@ -30,10 +30,10 @@ import optax
 from flax import nnx
 
 from benchmarks.common import machine_description
-from jaxpose.data.occupancy_points import make_training_pool
+from jaxpose.skinning.occupancy_points import make_training_pool
 from jaxpose.metrics.occupancy import occupancy_iou
 from jaxpose.nn.siren import Siren
-from jaxpose.tasks import skinning_data
+from jaxpose.skinning import data as skinning_data
 from jaxpose.training.config import load_config
 
 

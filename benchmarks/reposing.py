@@ -7,7 +7,7 @@
   marching cubes, then forward LBS of that mesh's vertices with SNARF's skinning field (vertex count
   padded to a multiple of 4096 so one compilation serves every pose).
 
-Both grids are evaluated by one jitted function in chunks (`jaxpose.models.extraction`), compiled
+Both grids are evaluated by one jitted function in chunks (`jaxpose.skinning.extraction`), compiled
 before timing (a warm-up pose), so the times are steady-state wall clock on this machine. Models come
 from `--ins_checkpoint` / `--snarf_checkpoint` (training workdirs) or are freshly initialised with the
 small configs' widths; the grid box is the subject's star-pose bounding box padded by 0.15 m.
@@ -33,31 +33,32 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxpose.models import extraction
-from jaxpose.models.skinning import lbs_points, rectified_bone_transforms, star_pose
-from jaxpose.repose import PADDING_M, canonical_bounds
+from jaxpose.bodies import rectified_bone_transforms, star_pose
+from jaxpose.skinning import extraction
+from jaxpose.skinning.field import lbs_points
+from jaxpose.skinning.repose import PADDING_M, canonical_bounds
 
 VERTEX_BUCKET = 4096
 
 
 def _model(task_name: str, checkpoint: str | None, config_path: str):
+    from jaxpose.training import evaluation
     from jaxpose.training.config import load_config
-    from jaxpose.training.registry import get_task
+    from jaxpose.training.registry import build_task
+    from jaxpose.training.sharding import make_mesh
     from jaxpose.training.state import merge_model
 
-    task = get_task(task_name)
     if checkpoint:
-        from jaxpose.training import evaluation
-        from jaxpose.training.sharding import make_mesh
-
-        loaded = evaluation.load_checkpoint(task, checkpoint, make_mesh(jax.devices()[:1]))
+        loaded = evaluation.load_checkpoint(checkpoint, make_mesh(jax.devices()[:1]))
+        if loaded.task.name != task_name:
+            raise ValueError(f"{checkpoint} is a {loaded.task.name!r} checkpoint, not {task_name!r}")
         return merge_model(loaded.graphdef, loaded.state.params, loaded.state.model_state), loaded.config, f"{checkpoint}@{loaded.step}"
     config = load_config(config_path)
-    return task.make_model(config, nnx.Rngs(0)), config, f"fresh init ({config_path})"
+    return build_task(config).make_model(nnx.Rngs(0)), config, f"fresh init ({config_path})"
 
 
 def benchmark_poses(num_poses: int, subject: str = "synth01") -> np.ndarray:
-    from jaxpose.data.clothed import TEST_MOTIONS, motion_poses
+    from jaxpose.skinning.clothed import TEST_MOTIONS, motion_poses
 
     per = -(-num_poses // len(TEST_MOTIONS))
     poses = np.concatenate([motion_poses(m, per, 0, subject)[0] for m in TEST_MOTIONS])
@@ -69,11 +70,11 @@ def _grid_fn(occupancy_fn, chunk):
 
 
 def run(args) -> dict:
-    from jaxpose.repose import subject_body
+    from jaxpose.skinning.repose import subject_body
 
     ins, ins_config, ins_source = _model("ins", args.ins_checkpoint, "configs/ins_small.py")
     snarf, _, snarf_source = _model("snarf", args.snarf_checkpoint, "configs/snarf_small.py")
-    from jaxpose.tasks.skinning_data import ensure_dataset
+    from jaxpose.skinning.data import ensure_dataset
 
     ensure_dataset(ins_config.data)
     body, star_vertices = subject_body(ins_config.data)

@@ -1,4 +1,6 @@
-"""3D-CoreNet, the official recipe (corenet.md §7) on the full-resolution default body.
+"""3D-CoreNet, the official recipe on the full-resolution default body.
+
+Recipe: docs/pose_transfer.md, "Losses and training recipe".
 
 Batch 8, official widths, dense matching, Adam(lr 1e-4, b1 0, b2 0.9, eps 1e-3), 100 epochs constant +
 100 epochs linear decay of 500 iterations (4000 pairs), loss 1000 · MSE + 0.5 · edge.
@@ -38,7 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.data = ml_collections.ConfigDict()
     config.data.root = "data/npt_full"
-    config.data.build_args = "--identities 30 --poses 800 --resolution full --seed 0"
+    config.data.build = ml_collections.ConfigDict(dict(  # the `jaxpose data npt` settings of data.root
+        identities=30, poses=800, resolution="full", seed=0, beta_mode="normal", num_test_triples=400, precision=6))
     config.data.pairs_per_epoch = 4000  # 500 iterations of 8
 
     config.loss = ml_collections.ConfigDict()

@@ -13,6 +13,8 @@ Run:  python -m train.corenet --config configs/corenet_small.py --workdir runs/c
 
 import pathlib
 
+import ml_collections
+
 from jaxpose.training.config import load_config
 
 
@@ -26,7 +28,8 @@ def get_config():
     config.model.correlation_width = 64
     config.model.decoder_widths = (128, 64, 32)
     config.data.root = "runs/demo/data"
-    config.data.build_args = "--identities 8 --poses 24 --resolution low --seed 0"
+    config.data.build = ml_collections.ConfigDict(dict(  # the `jaxpose data npt` settings of data.root
+        identities=8, poses=24, resolution="low", seed=0, beta_mode="normal", num_test_triples=400, precision=6))
     config.data.pairs_per_epoch = 400  # 50 iterations of 8
     config.model.residual_output = True  # not in the paper; see the docstring
     config.optimizer.lr = 2e-4

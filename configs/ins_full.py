@@ -12,7 +12,7 @@ Run: python -m train.ins --config configs/ins_full.py --workdir runs/ins_full   
 
 import ml_collections
 
-from jaxpose.tasks.skinning_data import data_config
+from jaxpose.skinning.data import data_config
 
 
 def get_config() -> ml_collections.ConfigDict:

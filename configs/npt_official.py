@@ -1,4 +1,4 @@
-"""NPT, the official recipe (corenet.md §11) on the full-resolution default body.
+"""NPT, the official recipe (docs/pose_transfer.md, "NPT") on the full-resolution default body.
 
 Max-pool model, batch 8, Adam(lr 5e-5, default betas), 1 · MSE + 0.0005 · edge, 1000 epochs of 4000
 pairs (500 iterations), constant learning rate.
@@ -29,7 +29,8 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.data = ml_collections.ConfigDict()
     config.data.root = "data/npt_full"
-    config.data.build_args = "--identities 30 --poses 800 --resolution full --seed 0"
+    config.data.build = ml_collections.ConfigDict(dict(  # the `jaxpose data npt` settings of data.root
+        identities=30, poses=800, resolution="full", seed=0, beta_mode="normal", num_test_triples=400, precision=6))
     config.data.pairs_per_epoch = 4000
 
     config.loss = ml_collections.ConfigDict()

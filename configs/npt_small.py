@@ -9,6 +9,8 @@ Run:  python -m train.npt --config configs/npt_small.py --workdir runs/npt_small
 
 import pathlib
 
+import ml_collections
+
 from jaxpose.training.config import load_config
 
 
@@ -19,7 +21,8 @@ def get_config():
     config.checkpoint_every = 100
     config.model.pose_widths = (32, 64, 256)
     config.data.root = "runs/demo/data"
-    config.data.build_args = "--identities 8 --poses 24 --resolution low --seed 0"
+    config.data.build = ml_collections.ConfigDict(dict(  # the `jaxpose data npt` settings of data.root
+        identities=8, poses=24, resolution="low", seed=0, beta_mode="normal", num_test_triples=400, precision=6))
     config.data.pairs_per_epoch = 400
     config.optimizer.lr = 5e-4
     return config

@@ -11,12 +11,12 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("jaxpose.demo", "run the main job on the embedded default body"),
-    "data": ("jaxpose.data.cli", "build datasets (e.g. `jaxpose data npt`)"),
+    "demo": ("jaxpose.pose_transfer.demo", "run the main job on the embedded default body"),
+    "data": ("jaxpose.pose_transfer.data_cli", "build datasets (e.g. `jaxpose data npt`)"),
     "train": ("jaxpose.training.cli_train", "train a model from a config file"),
     "eval": ("jaxpose.training.cli_eval", "evaluate checkpoints/baselines on a test list"),
-    "transfer": ("jaxpose.transfer", "pose transfer of one mesh pair with a trained checkpoint"),
-    "repose": ("jaxpose.repose", "extract an INS canonical mesh once and repose it to given poses"),
+    "transfer": ("jaxpose.pose_transfer.transfer", "pose transfer of one mesh pair with a trained checkpoint"),
+    "repose": ("jaxpose.skinning.repose", "extract an INS canonical mesh once and repose it to given poses"),
 }
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxpose.models import CoreNet
-from jaxpose.models.corenet_torch_import import (
+from jaxpose.pose_transfer.corenet import CoreNet
+from jaxpose.pose_transfer.torch_import import (
     import_official_state_dicts,
     load_official_checkpoint,
     read_state_dict,

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxpose.models import CoreNet, PoseTransferOutput
+from jaxpose.matching import CoreNetIteration, Materialized, OttFixedStep, RowBlocked, ot_warp
 from jaxpose.nn.spectral import SpectralState
+from jaxpose.pose_transfer.corenet import CoreNet
+from jaxpose.pose_transfer.outputs import PoseTransferOutput
 
 SMALL = dict(feature_widths=(8, 16, 32), num_residual_blocks=2, correlation_width=16,
              decoder_widths=(32, 16, 8), init_gain=1.0)
@@ -139,3 +141,29 @@ def test_residual_output_adds_the_decoder_offset_to_the_warp(inputs):
         np.asarray(out_res.output), np.asarray(out_abs.warped + out_abs.output), atol=1e-5
     )
     assert np.all(np.abs(np.asarray(out_res.output - out_res.warped)) < 2.0)  # the 2·tanh bound
+
+
+def test_matching_objects_reach_the_warp(inputs):
+    identity, pose = inputs
+    default = _model()
+    assert (default.matching_geometry, default.matching_solver) == (Materialized(), CoreNetIteration(5))
+    blocked = _model(matching_geometry=RowBlocked(16), matching_solver=CoreNetIteration(5))
+    one_step = _model(matching_solver=CoreNetIteration(1))
+    warped, _ = default.warp(identity, pose)
+    # the warp is ot_warp on the model's θ/φ features with the model's objects
+    theta = default.theta(default.features(identity))
+    phi = default.phi(default.features(pose))
+    expected = ot_warp(theta[0], phi[0], pose[0], epsilon=0.03, geometry=Materialized(),
+                       solver=CoreNetIteration(5))
+    np.testing.assert_allclose(np.asarray(warped[0]), np.asarray(expected), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(blocked.warp(identity, pose)[0]), np.asarray(warped), atol=1e-5)
+    assert np.max(np.abs(np.asarray(one_step.warp(identity, pose)[0]) - np.asarray(warped))) > 1e-4
+
+
+def test_matching_arguments_must_be_objects():
+    with pytest.raises(TypeError, match="geometry must be"):
+        _model(matching_geometry="online")
+    with pytest.raises(TypeError, match="solver must be"):
+        _model(matching_solver="dense")
+    with pytest.raises(TypeError, match="geometry must be"):
+        _model(matching_geometry=OttFixedStep())

@@ -8,17 +8,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpose.bodies import forward
-from jaxpose.data.cape import CapeDataset, CapeFormatError, read_frame, subject_body_model
-from jaxpose.data.clothed import (
+from jaxpose.bodies import forward, star_pose
+from jaxpose.skinning.cape import CapeDataset, CapeFormatError, read_frame, subject_body_model
+from jaxpose.skinning.clothed import (
     OOD_MOTIONS,
     TEST_MOTIONS,
     TRAIN_MOTIONS,
     generate_clothed_dataset,
     motion_poses,
-    star_pose,
 )
-from jaxpose.data.occupancy_points import (
+from jaxpose.skinning.occupancy_points import (
     cached_eval_points,
     draw_training_batch,
     eval_points,
@@ -168,14 +167,6 @@ def test_generated_data_reads_back_in_cape_layout(dataset):
     np.testing.assert_allclose(np.asarray(meta["star_pose"]), star_pose())
 
 
-def test_star_pose_is_snarfs():
-    pose = star_pose()
-    assert pose.shape == (24, 3)
-    np.testing.assert_allclose(pose[1], [0, 0, np.pi / 6], rtol=1e-6)
-    np.testing.assert_allclose(pose[2], [0, 0, -np.pi / 6], rtol=1e-6)
-    assert np.count_nonzero(pose) == 2
-
-
 def test_v_posed_is_lbs_of_v_cano_and_offsets_are_bounded(dataset):
     root, meta = dataset
     for name in SUBJECTS:
@@ -229,7 +220,7 @@ def _lbs_fit_residuals(frames, body, rest):
 
 
 def test_clothed_frames_are_not_expressible_by_any_lbs_weights(dataset):
-    from jaxpose.data.clothed import garment_offsets, make_subject
+    from jaxpose.skinning.clothed import garment_offsets, make_subject
 
     root, meta = dataset
     ds = CapeDataset(root)

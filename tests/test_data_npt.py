@@ -11,25 +11,23 @@ import trimesh
 
 from jaxpose.bodies import SMPL_PARENTS, BodyModel
 from jaxpose.bodies.poses import npt_pose
-from jaxpose.data import cli as data_cli
-from jaxpose.data.npt import (
+from jaxpose.pose_transfer import data_cli
+from jaxpose.pose_transfer.npt_data import (
     NptConfig,
     generate_npt_dataset,
     identity_split,
     pose_index_plan,
     sample_betas,
 )
-from jaxpose.data.pose_transfer import (
+from jaxpose.pose_transfer.dataset import PoseTransferData
+from jaxpose.pose_transfer.sampling import gather_pairs, random_permutation_batch, sample_train_pairs
+from jaxpose.pose_transfer.test_lists import (
     NPT_NAMING,
     SMAL_NAMING,
-    PoseTransferData,
     Triple,
     format_test_list,
-    gather_pairs,
     make_test_triples,
-    random_permutation_batch,
     read_test_list,
-    sample_train_pairs,
     trivial_pair_counts,
 )
 from jaxpose.io.mesh import MeshError, load_mesh, save_mesh

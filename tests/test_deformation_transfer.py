@@ -1,4 +1,4 @@
-"""Tests for jaxpose.models.deformation_transfer (Sumner & Popović 2004)."""
+"""Tests for jaxpose.pose_transfer.deformation_transfer (Sumner & Popović 2004)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from jaxpose.models import deformation_transfer as dt
+from jaxpose.pose_transfer import deformation_transfer as dt
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,11 @@ import pathlib
 import subprocess
 import sys
 
+import ml_collections
 import pytest
 
-from jaxpose import demo
+from jaxpose.pose_transfer import demo
+from jaxpose.pose_transfer.pairs import npt_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EXPECTED_ROWS = ("corenet [", "corenet raw OT warp [", "npt [", "copy_identity", "deformation_transfer")
@@ -103,7 +105,8 @@ def test_plan_defaults_and_quick_overrides(tmp_path):
     assert _plan("--out", str(tmp_path), "--emd", "exact").emd == "exact"
     quick = _plan("--out", str(tmp_path), "--quick", "--npt-override", "model.pose_widths=(4, 4, 8)")
     assert quick.corenet_dir == tmp_path / "corenet_small_quick"
-    assert quick.corenet_config.data.build_args == demo.QUICK_BUILD_ARGS
+    assert [(f"data.build.{k}", str(v)) for k, v in quick.corenet_config.data.build.items()
+            if k in ("identities", "poses")] == list(demo.QUICK_BUILD)
     assert quick.corenet_config.num_steps == demo.QUICK_STEPS and quick.npt_config.batch_size == 2
     assert tuple(quick.npt_config.model.pose_widths) == (4, 4, 8)
     assert quick.emd == "none"
@@ -125,7 +128,11 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         _plan("--out", str(tmp_path), "--corenet-override", "model.no_such_field=3")
     with pytest.raises(ValueError, match="--steps"):
         _plan("--out", str(tmp_path), "--steps", "0")
-    with pytest.raises(ValueError, match="unknown arguments"):
-        demo.parse_build_args("--identities 4 --colour red")
-    config = demo.parse_build_args("--identities 4 --poses 6 --resolution low --seed 3")
+    with pytest.raises(ValueError, match="no such config key"):
+        _plan("--out", str(tmp_path), "--corenet-override", "data.build.colour=red")
+    with pytest.raises(ValueError, match="data.build has unknown keys"):
+        npt_config(ml_collections.ConfigDict({"identities": 4, "colour": "red"}))
+    config = npt_config(ml_collections.ConfigDict({"identities": 4, "poses": 6, "resolution": "low", "seed": 3}))
     assert (config.identities, config.poses, config.resolution, config.seed) == (4, 6, "low", 3)
+    with pytest.raises(ValueError, match="the CoreNet and NPT configs must use the same dataset"):
+        _plan("--out", str(tmp_path), "--npt-override", "data.build.seed=1")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxpose.bodies import default_body
+from jaxpose.bodies import default_body, star_pose
 from jaxpose.geometry.root_finding import SNARF_TRAIN_BONES
-from jaxpose.models.ins import INS, INVALID_LOGIT, INSConfig, aggregate_root_logits, occupancy_bce
-from jaxpose.models.pin import PINConfig
-from jaxpose.models.skinning import lbs_points, star_pose
+from jaxpose.skinning.ins import INS, INVALID_LOGIT, INSConfig, aggregate_root_logits, occupancy_bce
+from jaxpose.skinning.pin import PINConfig
+from jaxpose.skinning.field import lbs_points
 
 TINY_PIN = PINConfig(n_layers=2, pose_code_dim=8, encoder_width=8, embed_width=16, head_width=16,
                      zero_init_heads=False)

@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpose.data.clothed import generate_clothed_dataset
-from jaxpose.tasks import skinning_data
-from jaxpose.tasks.ins import SNARF_NC_TASK, SNARF_TASK, TASK, eval_main
+from jaxpose.skinning.clothed import generate_clothed_dataset
+from jaxpose.skinning import data as skinning_data
+from jaxpose.training import cli_eval
+from jaxpose.training.registry import build_task
 from jaxpose.training.config import load_config
 from jaxpose.training.loop import train_and_evaluate
 from jaxpose.training.sharding import make_mesh
@@ -58,10 +59,10 @@ def one_device():
     return make_mesh(jax.devices()[:1])
 
 
-def _loss_at(task, config, state, batch):
+def _loss_at(task, state, batch):
     from jaxpose.training.state import merge_model, model_graphdef
 
-    graphdef = model_graphdef(task, config)
+    graphdef = model_graphdef(task)
     loss = jax.jit(lambda p, s, b: task.loss_fn(merge_model(graphdef, p, s), b, jax.random.key(0))[0])
     return float(loss(state.params, state.model_state, {k: jnp.asarray(v) for k, v in batch.items()}))
 
@@ -73,16 +74,17 @@ def trained(data_root, tmp_path_factory, one_device):
     from jaxpose.training.optim import make_optimizer
 
     out = {}
-    for task in (TASK, SNARF_TASK, SNARF_NC_TASK):
-        config = tiny_config(data_root, task.name)
+    for name in ("ins", "snarf", "snarf_nc"):
+        config = tiny_config(data_root, name)
+        task = build_task(config)
         workdir = tmp_path_factory.mktemp(task.name)
-        data = task.make_train_data(config)
+        data = task.make_train_data()
         batch = data.take(np.arange(len(data)), epochs=np.ones(len(data), np.int64) * 9)  # extras off
         tx, _ = make_optimizer(config.optimizer, 1.0, config.num_steps)
-        _, initial = create_train_state(task, config, tx, one_device)
-        before = _loss_at(task, config, initial, batch)
-        result = train_and_evaluate(config, workdir, task, mesh=one_device, show_progress=False)
-        after = _loss_at(task, config, result.state, batch)
+        _, initial = create_train_state(task, tx, one_device)
+        before = _loss_at(task, initial, batch)
+        result = train_and_evaluate(config, workdir, mesh=one_device, show_progress=False)
+        after = _loss_at(task, result.state, batch)
         out[task.name] = (config, workdir, before, after, result)
     return out
 
@@ -98,8 +100,8 @@ def test_resume_is_exact(trained, data_root, tmp_path, one_device):
     config, _, _, _, full = trained["ins"]
     half = config.copy_and_resolve_references()
     half.num_steps = 3
-    train_and_evaluate(half, tmp_path, TASK, mesh=one_device, show_progress=False)
-    resumed = train_and_evaluate(config, tmp_path, TASK, mesh=one_device, show_progress=False)
+    train_and_evaluate(half, tmp_path, mesh=one_device, show_progress=False)
+    resumed = train_and_evaluate(config, tmp_path, mesh=one_device, show_progress=False)
     assert resumed.resumed_from == 3
     for a, b in zip(jax.tree.leaves(full.state.params), jax.tree.leaves(resumed.state.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -108,24 +110,49 @@ def test_resume_is_exact(trained, data_root, tmp_path, one_device):
 def test_training_items_are_pure_in_seed_and_epoch(data_root):
     config = tiny_config(data_root)
     config.loss.extras_epochs = 5
-    data = TASK.make_train_data(config)
+    data = build_task(config).make_train_data()
     a = data.take(np.array([1, 3]), epochs=np.array([0, 2]))
     b = data.take(np.array([1, 3]), epochs=np.array([0, 2]))
     c = data.take(np.array([1, 3]), epochs=np.array([1, 2]))
     np.testing.assert_array_equal(a["points"], b["points"])
     assert not np.array_equal(a["points"][0], c["points"][0]) and np.array_equal(a["points"][1], c["points"][1])
-    assert a["joint_one_hot_weight"].tolist() == [10.0, 10.0]  # extras_epochs = 5
-    assert data.take(np.array([1]), epochs=np.array([5]))["skinning_distill_weight"].tolist() == [0.0]
+    assert a["epoch"].tolist() == [0, 2]  # the loss switches the extras off from epoch extras_epochs on
+    assert sorted(a) == ["epoch", "frame", "occupancy", "points", "pose", "transforms"]  # no config values
+
+
+def test_first_epoch_extras_follow_the_config(data_root):
+    """The loss adds joint_one_hot_weight · one-hot (+ distillation) while epoch < loss.extras_epochs."""
+    from jaxpose.training.optim import make_optimizer
+    from jaxpose.training.state import init_train_state, merge_model, model_graphdef
+
+    config = tiny_config(data_root)
+    config.loss.extras_epochs = 5
+    task = build_task(config)
+    tx, _ = make_optimizer(config.optimizer, 1.0, config.num_steps)
+    state = init_train_state(task, tx)
+    data = task.make_train_data()
+    early = {k: jnp.asarray(v) for k, v in data.take(np.array([0, 1]), epochs=np.array([0, 0])).items()}
+    late = dict(early, epoch=jnp.asarray([5, 5], jnp.int32))
+    model = merge_model(model_graphdef(task), state.params, state.model_state)
+    loss_early, m = task.loss_fn(model, early, jax.random.key(0))
+    loss_late, _ = task.loss_fn(model, late, jax.random.key(0))
+    extras = float(config.loss.joint_one_hot_weight) * float(m["joint_one_hot"]) + float(
+        config.loss.skinning_distill_weight) * float(m["skinning_distill"])
+    assert float(m["joint_one_hot"]) > 0
+    np.testing.assert_allclose(float(loss_early) - float(loss_late), extras, rtol=1e-5)
+    np.testing.assert_allclose(float(loss_late), float(m["bce"]), rtol=1e-6)
+
 
 
 def test_eval_table_rows_present_and_finite(trained, tmp_path, capsys):
     dirs = [str(trained[name][1]) for name in ("ins", "snarf", "snarf_nc")]
     args = sum((["--checkpoint", d] for d in dirs), []) + ["--baseline", "avg_lbs", "--baseline", "first_lbs",
                                                               "--output", str(tmp_path)]
-    assert eval_main(args) == 0
+    assert cli_eval.main(["ins", *args]) == 0
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     methods = [r["method"] for r in rows]
-    assert [m.split(":")[0] for m in methods[:3]] == ["ins", "snarf", "snarf_nc"] and methods[3:] == ["avg_lbs", "first_lbs"]
+    assert [m.split(":")[0] for m in methods[:3]] == ["ins", "snarf", "snarf_nc"]
+    assert methods[3:] == ["baseline:avg_lbs", "baseline:first_lbs"]
     for row in rows:
         for key in ("iou_bbox_mean", "iou_surface_mean"):
             assert 0.0 <= float(row[key]) <= 1.0
@@ -135,8 +162,8 @@ def test_eval_table_rows_present_and_finite(trained, tmp_path, capsys):
 
 
 def test_eval_rejects_a_missing_checkpoint(tmp_path, capsys):
-    assert eval_main(["--checkpoint", str(tmp_path / "nope")]) == 2
-    assert "not found" in capsys.readouterr().out
+    assert cli_eval.main(["ins", "--checkpoint", str(tmp_path / "nope")]) == 2
+    assert "not found" in capsys.readouterr().err
 
 
 def test_occupancy_metrics_match_hand_counts():
@@ -210,11 +237,11 @@ def test_missing_dataset_is_a_clear_error(tmp_path, data_root):
 
 @pytest.mark.parametrize("box", ["bbox", "snarf"])
 def test_uniform_training_points_lie_in_the_configured_box(data_root, box):
-    from jaxpose.data.occupancy_points import bbox_cube
+    from jaxpose.skinning.occupancy_points import bbox_cube
 
     config = tiny_config(data_root)
     config.data.uniform_box = box
-    data = TASK.make_train_data(config)
+    data = build_task(config).make_train_data()
     frames = skinning_data.load_subject(config.data).splits["train"]
     n_surface = int(config.data.n_surface)
     for frame in range(len(data)):
@@ -230,4 +257,4 @@ def test_unknown_uniform_box_is_a_clear_error(data_root):
     config = tiny_config(data_root)
     config.data.uniform_box = "sphere"
     with pytest.raises(ValueError, match="data.uniform_box"):
-        TASK.make_train_data(config)
+        build_task(config).make_train_data()

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import trimesh
 
-from jaxpose.bodies import default_body, forward, sample_pose
+from jaxpose.bodies import default_body, forward, rectified_bone_transforms, sample_pose, star_pose
 from jaxpose.geometry.mesh import vertex_normals
-from jaxpose.models.lbs_baselines import (
+from jaxpose.skinning.lbs_baselines import (
     fit_avg_lbs,
     fit_first_lbs,
     fit_lbs_baseline,
@@ -18,7 +18,7 @@ from jaxpose.models.lbs_baselines import (
     transfer_skinning_weights,
     unpose_vertices,
 )
-from jaxpose.models.skinning import lbs_points, rectified_bone_transforms, star_pose
+from jaxpose.skinning.field import lbs_points
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""jaxpose.metrics against independent NumPy float64 references, invariances, spec bounds and errors."""
+"""jaxpose.metrics against independent NumPy float64 references, invariances, consistency bounds and errors."""
 
 import itertools
 import math
@@ -21,16 +21,14 @@ from jaxpose.metrics import (
     emd_exact,
     emd_sinkhorn,
     exact_assignment,
-    format_pose_transfer_metrics,
     mpjpe,
     nearest_neighbor_squared_distances,
     occupancy_iou,
     pa_mpjpe,
-    paper_scaled,
     pmd,
-    pose_transfer_metrics,
     pve,
 )
+from jaxpose.pose_transfer.units import format_pose_transfer_metrics, paper_scaled, pose_transfer_metrics
 
 
 # ----------------------------------------------------------------------------- NumPy references
@@ -330,8 +328,8 @@ def test_pose_transfer_metrics_protocol_and_spec_bounds(meshes):
     np.testing.assert_allclose(
         metrics["emd"], emd_exact(ref_bbox_centred(pred), ref_bbox_centred(target)), rtol=1e-12
     )
-    # Spec §10 consistency bounds on full, vertex-wise corresponding sets. With 1 cm noise nearly every
-    # nearest neighbour is the corresponding vertex, so CD ≈ 6·PMD: allow float64 rounding only.
+    # Consistency bounds (docs/pose_transfer.md, "Metrics") on full, vertex-wise corresponding sets.
+    # With 1 cm noise nearly every nearest neighbour is the corresponding vertex, so CD ≈ 6·PMD: allow float64 rounding only.
     assert np.all(metrics["cd"] <= 6 * metrics["pmd"] * (1 + 1e-12))
     assert np.all(metrics["emd"] <= np.sqrt(3 * metrics["pmd"]))
     noisier = target + 0.05 * np.random.default_rng(9).normal(size=target.shape)
@@ -356,7 +354,7 @@ def test_paper_scaling_and_format():
     raw = {"pmd": 0.08e-4, "cd": 0.22e-4, "emd": 1.89e-3}  # 3D-CoreNet, SMPL (slides)
     assert paper_scaled(raw) == pytest.approx({"pmd": 0.08, "cd": 0.22, "emd": 1.89})
     assert format_pose_transfer_metrics(raw) == "PMD (×10⁻⁴) 0.08 | CD (×10⁻⁴) 0.22 | EMD (×10⁻³) 1.89"
-    # The spec's bounds hold for the published numbers with these scales.
+    # The consistency bounds hold for the published numbers with these scales.
     assert raw["cd"] <= 6 * raw["pmd"] and raw["emd"] <= math.sqrt(3 * raw["pmd"])
     with pytest.raises(ValueError, match="no paper scale"):
         paper_scaled({"iou": 0.5})

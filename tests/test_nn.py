@@ -29,7 +29,7 @@ def _instance_norm_ref(x, eps=1e-5):
 
 
 def _elain_ref(x, f, m, elastic=True):
-    """Spec corenet.md §6, line by line, float64."""
+    """docs/pose_transfer.md, "ElaIN", line by line, float64."""
     f_aligned = _lin(f, m.mlp_same)
     gamma_id = _lin(f_aligned, m.mlp_gamma)
     beta_id = _lin(f_aligned, m.mlp_beta)

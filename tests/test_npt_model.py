@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxpose.models import NPT
+from jaxpose.pose_transfer.npt import NPT
 
 WIDTHS = (8, 16, 29)  # bottleneck 32 -> decoder widths 32, 16, 8
 

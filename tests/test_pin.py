@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from jaxpose.geometry.rotations import axis_angle_to_matrix
-from jaxpose.models.pin import (
+from jaxpose.skinning.pin import (
     PIN,
     ROTATION_ENCODINGS,
     BonePoseEncoder,

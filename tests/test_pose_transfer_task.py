@@ -11,11 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpose.data.npt import NptConfig, generate_npt_dataset
-from jaxpose.data.pose_transfer import PoseTransferData
-from jaxpose.metrics import pose_transfer_metrics
-from jaxpose.models.outputs import PoseTransferOutput
-from jaxpose.tasks import pose_transfer
+from jaxpose.pose_transfer.npt_data import NptConfig, generate_npt_dataset
+from jaxpose.pose_transfer.dataset import PoseTransferData
+from jaxpose.pose_transfer.units import pose_transfer_metrics
+from jaxpose.pose_transfer.outputs import PoseTransferOutput
+from jaxpose.pose_transfer.loss import make_loss_fn, pose_transfer_loss
+from jaxpose.pose_transfer.pairs import make_train_pairs
+from jaxpose.training.registry import build_task
 from jaxpose.training.config import apply_overrides, load_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -66,7 +68,7 @@ def test_loss_formula_matches_numpy(rng):
     identity = rng.normal(size=(batch, vertices, 3))
     output = identity + 0.1 * rng.normal(size=identity.shape)
     gt = rng.normal(size=identity.shape)
-    loss, metrics = pose_transfer.pose_transfer_loss(
+    loss, metrics = pose_transfer_loss(
         jnp.asarray(output, jnp.float32), jnp.asarray(gt, jnp.float32), jnp.asarray(identity, jnp.float32),
         jnp.broadcast_to(jnp.asarray(faces)[None], (batch, 5, 3)), 1000.0, 0.5,
     )  # fmt: skip
@@ -79,7 +81,7 @@ def test_loss_formula_matches_numpy(rng):
 
 def _batch_from(data_root, indices=(0, 1, 2, 3, 4, 5, 6, 7), **loss):
     config = make_config("corenet_small", TINY_CORENET, data__root=data_root, **loss)
-    pairs = pose_transfer.make_train_data(config)
+    pairs = make_train_pairs(config)
     return pairs, pairs.take(np.asarray(indices), epochs=0)
 
 
@@ -93,7 +95,7 @@ def test_loss_fn_permutes_on_device_consistently(dataset_dir):
         return PoseTransferOutput(output=1.1 * identity + 0.01)
 
     arrays = {k: jnp.asarray(v) for k, v in batch.items()}
-    loss, metrics = pose_transfer.loss_fn(scaled_identity_model, arrays, jax.random.PRNGKey(3))
+    loss, metrics = make_loss_fn(1000.0, 0.5)(scaled_identity_model, arrays, jax.random.PRNGKey(3))
     identity, gt, pose = batch["identity"], batch["gt"], batch["pose"]
     # The reconstruction term only equals the unshuffled one if GT was shuffled like the identity.
     reconstruction = np.mean((1.1 * identity.astype(np.float64) + 0.01 - gt) ** 2)
@@ -110,9 +112,18 @@ def test_loss_fn_permutes_on_device_consistently(dataset_dir):
         np.testing.assert_array_equal(shuffled_identity[b][np.lexsort(shuffled_identity[b].T)], identity[b][order_id])
 
 
-def test_loss_weights_come_from_config(dataset_dir):
-    _, batch = _batch_from(dataset_dir, loss__edge_weight=0.0)
-    np.testing.assert_array_equal(batch["loss_weights"], np.tile([[1000.0, 0.0]], (8, 1)))
+def test_loss_weights_come_from_config_not_from_batches(dataset_dir):
+    config = make_config("corenet_small", TINY_CORENET, data__root=dataset_dir, loss__edge_weight=0.0)
+    task = build_task(config)
+    batch = task.make_train_data().take(np.arange(8), epochs=0)
+    assert sorted(batch) == ["gt", "identity", "identity_faces", "pose"]  # data only, no config values
+
+    def scaled_identity_model(identity, pose):
+        return PoseTransferOutput(output=1.1 * identity + 0.01)
+
+    arrays = {k: jnp.asarray(v) for k, v in batch.items()}
+    loss, metrics = task.loss_fn(scaled_identity_model, arrays, jax.random.PRNGKey(3))
+    np.testing.assert_allclose(float(loss), 1000.0 * float(metrics["reconstruction_mse"]), rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,7 +156,7 @@ def test_train_pairs_are_deterministic_fresh_per_epoch_and_consistent(dataset_di
 def test_missing_data_directory_names_the_command(tmp_path):
     config = make_config("corenet_small", TINY_CORENET, data__root=tmp_path / "absent")
     with pytest.raises(FileNotFoundError, match=r"jaxpose data npt --out .*absent --identities 8 --poses 24"):
-        pose_transfer.make_train_data(config)
+        make_train_pairs(config)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,7 +179,7 @@ def test_official_configs_hold_the_published_recipes():
     schedule = make_schedule(opt, steps_per_epoch(8, 4000), 100_000)
     for step, lr in ((0, 1e-4), (49_999, 1e-4), (50_000, 1e-4), (75_000, 5e-5), (100_000, 0.0)):
         np.testing.assert_allclose(float(schedule(step)), lr, atol=1e-12)
-    assert corenet.data.build_args.endswith("--resolution full --seed 0")
+    assert (corenet.data.build.resolution, corenet.data.build.seed) == ("full", 0)
 
     npt = load_config(CONFIGS / "npt_official.py")
     assert (npt.loss.reconstruction_weight, npt.loss.edge_weight) == (1.0, 0.0005)
@@ -185,7 +196,6 @@ def test_official_configs_hold_the_published_recipes():
 
 def test_official_corenet_config_builds_and_steps(dataset_dir):
     """The official recipe (dense matching, official optimiser) with narrow widths runs one step."""
-    from jaxpose.tasks.corenet import TASK
     from jaxpose.training import step as step_lib
     from jaxpose.training.data import steps_per_epoch
     from jaxpose.training.optim import make_optimizer
@@ -193,12 +203,13 @@ def test_official_corenet_config_builds_and_steps(dataset_dir):
     from jaxpose.training.state import create_train_state
 
     config = make_config("corenet_official", TINY_CORENET, data__root=dataset_dir)
+    task = build_task(config)
     mesh = make_mesh()
-    data = TASK.make_train_data(config)
+    data = task.make_train_data()
     tx, schedule = make_optimizer(config.optimizer, steps_per_epoch(8, len(data)), int(config.num_steps))
-    graphdef, state = create_train_state(TASK, config, tx, mesh)
+    graphdef, state = create_train_state(task, tx, mesh)
     before = jax.tree.map(np.asarray, state.params)
-    train_step = step_lib.jit_train_step(step_lib.make_train_step(graphdef, TASK, tx, schedule), mesh)
+    train_step = step_lib.jit_train_step(step_lib.make_train_step(graphdef, task, tx, schedule), mesh)
     state, metrics = train_step(state, shard_batch(data.take(np.arange(8), epochs=0), mesh, 8))
     assert np.isfinite(float(metrics["loss"])) and float(metrics["learning_rate"]) == pytest.approx(1e-4)
     changed = jax.tree.map(lambda a, b: not np.array_equal(a, np.asarray(b)), before, state.params)
@@ -218,19 +229,19 @@ def _losses(workdir: pathlib.Path) -> list[float]:
 
 def _fixed_batch_losses(config, result) -> tuple[float, float]:
     """The training loss of one fixed batch and key with the initial and with the trained parameters."""
-    from jaxpose.tasks.corenet import TASK
     from jaxpose.training.optim import make_optimizer
     from jaxpose.training.state import init_train_state, merge_model
 
-    batch = {k: jnp.asarray(v) for k, v in TASK.make_train_data(config).take(np.arange(8), epochs=0).items()}
+    task = build_task(config)
+    batch = {k: jnp.asarray(v) for k, v in task.make_train_data().take(np.arange(8), epochs=0).items()}
     tx, _ = make_optimizer(config.optimizer, 2.0, int(config.num_steps))
-    initial = init_train_state(TASK, config, tx)
+    initial = init_train_state(task, tx)
     key = jax.random.PRNGKey(7)
     losses = []
     for params, model_state in ((initial.params, initial.model_state), (result.state.params, result.state.model_state)):
         copy = lambda tree: jax.tree.map(lambda x: jnp.array(np.asarray(x)), tree)  # noqa: E731
         model = merge_model(result.graphdef, copy(params), copy(model_state))
-        losses.append(float(TASK.loss_fn(model, batch, key)[0]))
+        losses.append(float(task.loss_fn(model, batch, key)[0]))
     return tuple(losses)
 
 
@@ -301,7 +312,7 @@ def test_eval_table_has_every_row_and_copy_identity_matches_direct_metrics(train
     np.testing.assert_allclose(float(copy["CD_1e-4m2_mean"]), np.mean(direct["cd"]) * 1e4, rtol=1e-4)
     np.testing.assert_allclose(float(copy["EMD_1e-3m_mean"]), np.mean(direct["emd"]) * 1e3, rtol=1e-4)
 
-    for row in rows.values():  # corenet.md §10 bounds, on the printed scales
+    for row in rows.values():  # docs/pose_transfer.md "Metrics" bounds, on the printed scales
         pmd, cd, emd = (float(row[f"{c}_mean"]) for c in ("PMD_1e-4m2", "CD_1e-4m2", "EMD_1e-3m"))
         assert cd <= 6 * pmd * (1 + 1e-4) and emd * 1e-3 <= math.sqrt(3 * pmd * 1e-4) * (1 + 1e-4)
     # DT with the oracle S0 transfers the pose almost exactly on shared-topology data.

@@ -10,16 +10,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpose.data.clothed import generate_clothed_dataset, motion_poses
+from jaxpose.bodies import rectified_bone_transforms, star_pose
+from jaxpose.skinning.clothed import generate_clothed_dataset, motion_poses
 from jaxpose.io.mesh import load_mesh
-from jaxpose.models import extraction
-from jaxpose.models.skinning import rectified_bone_transforms, star_pose
-from jaxpose.repose import main, subject_body
+from jaxpose.skinning import extraction
+from jaxpose.skinning.repose import main, subject_body
 from jaxpose.training.checkpoint import Checkpointer
 from jaxpose.training.config import load_config, save_config
 from jaxpose.training.data import data_position
 from jaxpose.training.optim import make_optimizer
-from jaxpose.training.registry import get_task
+from jaxpose.training.registry import build_task
 from jaxpose.training.sharding import make_mesh
 from jaxpose.training.state import create_train_state, merge_model
 
@@ -37,12 +37,12 @@ def checkpoint(tmp_path_factory):
     m.occupancy_width, m.occupancy_depth, m.occupancy_omega0, m.skinning_width, m.skinning_depth = 16, 2, 3.0, 16, 2
     m.pin.n_layers, m.pin.pose_code_dim, m.pin.encoder_width, m.pin.embed_width, m.pin.head_width = 1, 4, 8, 8, 8
     config.data.root, config.data.subject, config.data.subjects = str(root), "s1", {"s1": "skirt"}
-    task = get_task("ins")
+    task = build_task(config)
     tx, _ = make_optimizer(config.optimizer, 1.0, 1)
-    _, state = create_train_state(task, config, tx, make_mesh(jax.devices()[:1]))
+    _, state = create_train_state(task, tx, make_mesh(jax.devices()[:1]))
     from jaxpose.training.state import model_graphdef
 
-    model = merge_model(model_graphdef(task, config), state.params, state.model_state)
+    model = merge_model(model_graphdef(task), state.params, state.model_state)
     _, star_vertices = subject_body(config.data)
     values = model.canonical_occupancy(jnp.asarray(star_vertices))
     params = jax.tree.map(lambda x: x, state.params)
@@ -54,7 +54,7 @@ def checkpoint(tmp_path_factory):
     checkpointer.save(0, state, config, data_position(0, 0, int(config.batch_size), 5))
     checkpointer.wait_until_finished()
     checkpointer.close()
-    return workdir, merge_model(model_graphdef(task, config), params, state.model_state), config
+    return workdir, merge_model(model_graphdef(task), params, state.model_state), config
 
 
 def test_round_trip_writes_posed_meshes_with_shared_faces(checkpoint, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from jaxpose.bodies import default_body, forward, sample_pose
+from jaxpose.bodies import default_body, forward, rectified_bone_transforms, sample_pose, star_pose
 from jaxpose.geometry.root_finding import (
     SNARF_TEST_BONES,
     SNARF_TRAIN_BONES,
@@ -17,7 +17,7 @@ from jaxpose.geometry.root_finding import (
     nearest_vertex_bones,
     newton,
 )
-from jaxpose.models.skinning import lbs_points, rectified_bone_transforms, star_pose
+from jaxpose.skinning.field import lbs_points
 
 _M = np.array([[2.0, 0.3, -0.1], [0.2, 1.5, 0.4], [-0.3, 0.1, 1.8]])
 

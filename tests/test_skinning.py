@@ -7,8 +7,8 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxpose.bodies import SMPL_PARENTS, default_body, forward, sample_pose
-from jaxpose.models.skinning import (
+from jaxpose.bodies import SMPL_PARENTS, default_body, forward, star_pose
+from jaxpose.skinning.field import (
     SkinningField,
     blend_transforms,
     hierarchical_num_logits,
@@ -16,9 +16,7 @@ from jaxpose.models.skinning import (
     joint_one_hot_loss,
     joint_weight_targets,
     lbs_points,
-    rectified_bone_transforms,
     skinning_weight_loss,
-    star_pose,
 )
 
 
@@ -107,28 +105,6 @@ def test_lbs_points_matches_float64_reference_and_identity_is_exact(rng):
     np.testing.assert_array_equal(np.asarray(lbs_points(x, w * 0.9, eye)), x)  # exact even if Σw ≠ 1
     with pytest.raises(ValueError, match="bones"):
         lbs_points(x, w[:, :3], transforms)
-
-
-def test_rectified_transforms_map_canonical_frames_to_posed_frames(body):
-    betas = jnp.zeros(4)
-    star = star_pose()
-    assert star[1, 2] == pytest.approx(np.pi / 6) and star[2, 2] == pytest.approx(-np.pi / 6)
-    poses = jnp.asarray(sample_pose(1, "wide", num_samples=2), jnp.float32)
-    rect = np.asarray(rectified_bone_transforms(body, betas, poses, star))
-    assert rect.shape == (2, 24, 4, 4)
-    world_pose = np.asarray(forward(body, betas, poses).transforms, np.float64)
-    world_star = np.asarray(forward(body, betas, star).transforms, np.float64)
-    np.testing.assert_allclose(np.einsum("pjab,jbc->pjac", rect, world_star), world_pose, atol=2e-5)
-    identity = np.asarray(rectified_bone_transforms(body, betas, star, star))
-    np.testing.assert_allclose(identity, np.broadcast_to(np.eye(4), (24, 4, 4)), atol=1e-6)
-    # With the rest pose as canonical pose, forward LBS of the rest mesh is the body's own forward.
-    rest = np.asarray(forward(body, betas, jnp.zeros((24, 3))).vertices)
-    from_rest = rectified_bone_transforms(body, betas, poses[0], jnp.zeros((24, 3)))
-    np.testing.assert_allclose(
-        np.asarray(lbs_points(rest, body.weights, from_rest)), np.asarray(forward(body, betas, poses[0]).vertices), atol=2e-5
-    )
-    with pytest.raises(ValueError, match="canonical_pose"):
-        rectified_bone_transforms(body, betas, poses, star[:5])
 
 
 def test_distilling_body_weights_reduces_the_loss(body):

@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from jaxpose.geometry.rotations import axis_angle_to_matrix
-from jaxpose.models.snarf import SNARF, aggregate_root_logits, bone_points, positional_encoding
+from jaxpose.skinning.snarf import SNARF, aggregate_root_logits, bone_points, positional_encoding
 
 TINY = dict(width=16, depth=3, skip_layers=(2,), skinning_width=8, skinning_depth=2, skinning_hierarchical=False, max_steps=20)
 

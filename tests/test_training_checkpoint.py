@@ -22,7 +22,7 @@ def trained(tmp_path_factory):
     """A 4-step run on all 8 devices, checkpoints every 2 steps."""
     workdir = tmp_path_factory.mktemp("run8")
     config = tiny_config(**OVERRIDES)
-    result = train_and_evaluate(config, workdir, tiny.TASK, show_progress=False)
+    result = train_and_evaluate(config, workdir, show_progress=False)
     return workdir, config, host_leaves(result.state)
 
 
@@ -50,7 +50,7 @@ def test_round_trip_is_exact_and_carries_config_and_data_position(trained):
 
 def test_retention_keeps_the_last_m(tmp_path):
     config = tiny_config(num_steps=8, checkpoint_every=2, keep_checkpoints=2)
-    train_and_evaluate(config, tmp_path, tiny.TASK, show_progress=False)
+    train_and_evaluate(config, tmp_path, show_progress=False)
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [6, 8]
 
 
@@ -77,7 +77,7 @@ def test_mismatched_config_names_the_difference(trained):
     with pytest.raises(CheckpointError, match=r"model\.hidden: checkpoint has 8, config has 12"):
         restore_latest(workdir, wider)
     with pytest.raises(CheckpointError, match="different config"):
-        train_and_evaluate(wider, workdir, tiny.TASK, show_progress=False)
+        train_and_evaluate(wider, workdir, show_progress=False)
 
 
 def test_shape_mismatch_is_checked_against_the_abstract_target(trained):
@@ -90,7 +90,7 @@ def test_shape_mismatch_is_checked_against_the_abstract_target(trained):
     tx, _ = make_optimizer(wider.optimizer, 3.0, 4)
     checkpointer = Checkpointer(workdir / "checkpoints", create=False)
     with pytest.raises(CheckpointError, match=r"params/embed/kernel: checkpoint has shape \(3, 8\) float32, expected \(3, 12\)"):
-        checkpointer.restore(abstract_train_state(tiny.TASK, wider, tx, make_mesh()))  # no config check
+        checkpointer.restore(abstract_train_state(tiny.make_task(wider), tx, make_mesh()))  # no config check
     checkpointer.close()
 
 
@@ -126,6 +126,7 @@ def test_changed_training_data_is_a_clear_error_on_resume(trained, tmp_path):
     from jaxpose.training.data import ArrayDataset
 
     workdir = _copy(trained[0], tmp_path / "run")
-    shrunk = dataclasses.replace(tiny.TASK, make_train_data=lambda c: ArrayDataset(tiny.make_examples(0, 40, 16)))
+    config = tiny_config(**{**OVERRIDES, "num_steps": 6})
+    shrunk = dataclasses.replace(tiny.make_task(config), make_train_data=lambda: ArrayDataset(tiny.make_examples(0, 40, 16)))
     with pytest.raises(CheckpointError, match=r"data-iterator position .*'num_items': 48.* does not match .*'num_items': 40"):
-        train_and_evaluate(tiny_config(**{**OVERRIDES, "num_steps": 6}), workdir, shrunk, show_progress=False)
+        train_and_evaluate(config, workdir, task=shrunk, show_progress=False)

@@ -67,15 +67,15 @@ def test_eval_cli_tabulates_checkpoint_and_baselines(trained_run, tmp_path, caps
                           "--batch_size", "8"])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
-    assert "run@30" in printed and "baseline:identity" in printed
+    assert "tiny:run@30" in printed and "baseline:identity" in printed
     rows = {row["method"]: row for row in csv.DictReader((out / "results.csv").open())}
-    assert list(rows) == ["run@30", "baseline:identity", "baseline:rotation_only"]
+    assert list(rows) == ["tiny:run@30", "baseline:identity", "baseline:rotation_only"]
     examples = tiny.make_examples(9, 6, 16)
     errors = np.linalg.norm(examples["inputs"][:5].astype(np.float64) - examples["targets"][:5], axis=-1).mean(axis=1)
     assert float(rows["baseline:identity"]["mean_point_error_mean"]) == pytest.approx(errors.mean(), rel=1e-5)
     assert float(rows["baseline:identity"]["mean_point_error_std"]) == pytest.approx(errors.std(ddof=1), rel=1e-4)
-    assert rows["run@30"]["n"] == "5"
-    assert float(rows["run@30"]["mean_point_error_mean"]) < float(rows["baseline:identity"]["mean_point_error_mean"])
+    assert rows["tiny:run@30"]["n"] == "5"
+    assert float(rows["tiny:run@30"]["mean_point_error_mean"]) < float(rows["baseline:identity"]["mean_point_error_mean"])
     markdown = (out / "results.md").read_text()
     assert markdown.startswith("| method |") and "| baseline:rotation_only |" in markdown
 

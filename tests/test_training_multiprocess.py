@@ -17,7 +17,7 @@ from training_support import (
     tiny_config,
 )
 
-from jaxpose.training import logs, tiny
+from jaxpose.training import logs
 from jaxpose.training.loop import train_and_evaluate
 from jaxpose.training.sharding import make_mesh
 
@@ -47,7 +47,7 @@ def test_two_processes_match_one_process(tmp_path):
         assert proc.returncode == 0, f"process {pid}:\n{output[-3000:]}"
     assert "finished step 6" in outputs[0] and "finished step 6" not in outputs[1]  # process 0 reports
 
-    reference = train_and_evaluate(config, tmp_path / "single", tiny.TASK,
+    reference = train_and_evaluate(config, tmp_path / "single",
                                    mesh=make_mesh(jax.devices()[: NUM_PROCESSES * DEVICES_PER_PROCESS]),
                                    show_progress=False)  # fmt: skip
     restored = restore_latest(workdir, config)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from training_support import REPO, config_args, host_leaves, jaxpose_command, restore_latest, run, subprocess_env, tiny_config
 
-from jaxpose.training import logs, tiny
+from jaxpose.training import logs
 from jaxpose.training.loop import train_and_evaluate
 
 NUM_DEVICES = 8  # the same device count as this test process, so results can be bit-identical
@@ -58,7 +58,7 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
                   num_devices=NUM_DEVICES, timeout=120)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
-    reference = train_and_evaluate(resume_config, tmp_path / "reference", tiny.TASK, show_progress=False)
+    reference = train_and_evaluate(resume_config, tmp_path / "reference", show_progress=False)
     restored = restore_latest(killed, resume_config)
     assert restored.step == target == reference.step
     for a, b in zip(host_leaves(restored.state), host_leaves(reference.state)):

@@ -12,14 +12,14 @@ from jaxpose.training.loop import train_and_evaluate
 from jaxpose.training.optim import make_optimizer
 from jaxpose.training.state import create_train_state
 
-TASK = tiny.TASK
 
 
 def _setup(config, mesh, compute_dtype=jnp.float32):
-    data = TASK.make_train_data(config)
+    task = tiny.make_task(config)
+    data = task.make_train_data()
     tx, schedule = make_optimizer(config.optimizer, steps_per_epoch(config.batch_size, len(data)), config.num_steps)
-    graphdef, state = create_train_state(TASK, config, tx, mesh)
-    train_step = step.make_train_step(graphdef, TASK, tx, schedule, compute_dtype)
+    graphdef, state = create_train_state(task, tx, mesh)
+    train_step = step.make_train_step(graphdef, task, tx, schedule, compute_dtype)
     return data, graphdef, state, train_step
 
 
@@ -105,7 +105,7 @@ def test_eval_harness_pads_masks_and_compiles_once():
     mesh = sharding.make_mesh()
     examples = tiny.make_examples(3, 11, 16)  # 11 examples, batch 8: last batch padded
     dataset = ArrayDataset(examples)
-    per_example = evaluation.evaluate_baseline(TASK, "identity", dataset, mesh, batch_size=8)
+    per_example = evaluation.evaluate_predictions(tiny.BASELINES["identity"], tiny.eval_metrics, dataset, mesh, batch_size=8)
     diff = examples["inputs"].astype(np.float64) - examples["targets"].astype(np.float64)
     errors = np.linalg.norm(diff, axis=-1)
     np.testing.assert_allclose(per_example["mean_point_error"], errors.mean(axis=1), rtol=1e-5)
@@ -116,11 +116,11 @@ def test_eval_harness_pads_masks_and_compiles_once():
 
     config = tiny_config()
     _, graphdef, state, _ = _setup(config, mesh)
-    evaluator = evaluation.ModelEvaluator(TASK, graphdef, mesh, batch_size=4)
+    evaluator = evaluation.ModelEvaluator.for_task(tiny.make_task(config), graphdef, mesh, batch_size=4)
     evaluator(state.params, state.model_state, dataset)  # 3 batches, one shape
     assert evaluator.num_compilations == 1
     with pytest.raises(KeyError, match="no baseline 'nope'"):
-        evaluation.evaluate_baseline(TASK, "nope", dataset, mesh, 8)
+        evaluation.baseline(tiny.make_task(config), "nope")
 
 
 def test_results_tables():
@@ -139,21 +139,22 @@ def test_results_tables():
 def test_tiny_task_converges(tmp_path):
     config = tiny_config(num_steps=150, eval_every=150, checkpoint_every=0, log_every=150, model__hidden=32,
                          optimizer__lr=0.01, data__num_train=128)  # fmt: skip
-    result = train_and_evaluate(config, tmp_path, TASK, show_progress=False)
+    result = train_and_evaluate(config, tmp_path, show_progress=False)
     mesh = sharding.make_mesh()
-    evaluator = evaluation.ModelEvaluator(TASK, result.graphdef, mesh, batch_size=16)
-    eval_data = TASK.make_eval_data(config, None, None)
+    task = tiny.make_task(config)
+    evaluator = evaluation.ModelEvaluator.for_task(task, result.graphdef, mesh, batch_size=16)
+    eval_data = task.make_eval_data(None, None)
     trained = evaluation.summarize(evaluator(result.state.params, result.state.model_state, eval_data))
-    identity = evaluation.summarize(evaluation.evaluate_baseline(TASK, "identity", eval_data, mesh, 16))
-    rigid = evaluation.summarize(evaluation.evaluate_baseline(TASK, "rotation_only", eval_data, mesh, 16))
+    identity = evaluation.summarize(evaluation.evaluate_predictions(task.baselines["identity"], task.eval_metrics, eval_data, mesh, 16))
+    rigid = evaluation.summarize(evaluation.evaluate_predictions(task.baselines["rotation_only"], task.eval_metrics, eval_data, mesh, 16))
     assert trained["mean_point_error"].mean < 0.15 * identity["mean_point_error"].mean
     assert trained["mean_point_error"].mean < rigid["mean_point_error"].mean
 
 
 def test_batch_must_split_evenly_over_devices(tmp_path):
     with pytest.raises(ValueError, match="batch size 12 must be divisible by the 8 devices"):
-        train_and_evaluate(tiny_config(batch_size=12), tmp_path, TASK, show_progress=False)
+        train_and_evaluate(tiny_config(batch_size=12), tmp_path, show_progress=False)
     with pytest.raises(ValueError, match="missing required keys: num_steps"):
         config = tiny_config()
         del config["num_steps"]
-        train_and_evaluate(config, tmp_path, TASK, show_progress=False)
+        train_and_evaluate(config, tmp_path, show_progress=False)

@@ -139,12 +139,21 @@ def test_gradient_clipping_bounds_the_gradient_adam_sees():
 
 # --- registry, distributed options ------------------------------------------------------------------
 def test_registry_lookup_and_errors():
-    assert registry.get_task("tiny") is tiny.TASK
-    assert registry.get_task("jaxpose.training.tiny:TASK") is tiny.TASK
+    assert registry.get_definition("tiny") is tiny.TINY_TASK
+    assert registry.get_definition("jaxpose.training.tiny:TINY_TASK") is tiny.TINY_TASK
     with pytest.raises(KeyError, match="available: .*tiny"):
-        registry.get_task("nope")
+        registry.get_definition("nope")
     with pytest.raises(ValueError, match="already registered"):
-        registry.register_task(tiny.TASK)
+        registry.register_task(tiny.TINY_TASK)
+    config = config_lib.load_config(TINY_CONFIG)  # a task is built from its config, which names it
+    task = registry.build_task(config)
+    assert task.name == "tiny" and task.config is config
+    config.task = "npt"
+    with pytest.raises(ValueError, match="config.task is 'npt' but this is the 'tiny' task"):
+        tiny.TINY_TASK(config)
+    config.task = "nope"
+    with pytest.raises(KeyError, match="unknown task 'nope'"):
+        registry.build_task(config)
 
 
 def test_distributed_options_from_flags_and_environment():

@@ -8,26 +8,27 @@ import numpy as np
 import pytest
 
 from jaxpose import cli
-from jaxpose.data.npt import NptConfig, generate_npt_dataset
 from jaxpose.io.mesh import load_mesh, save_mesh
+from jaxpose.matching import MATCHING_NAMES, CoreNetIteration, Materialized, OttFixedStep, RowBlocked
+from jaxpose.pose_transfer.npt_data import NptConfig, generate_npt_dataset
+from jaxpose.pose_transfer.transfer import build_parser, load_model
+from jaxpose.training.checkpoint import Checkpointer
 from jaxpose.training.config import apply_overrides, load_config
+from jaxpose.training.data import data_position
+from jaxpose.training.optim import make_optimizer
+from jaxpose.training.registry import build_task
+from jaxpose.training.sharding import make_mesh
+from jaxpose.training.state import create_train_state
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _write_checkpoint(workdir: pathlib.Path, config_name: str, overrides: dict) -> None:
     """An initialised (untrained) checkpoint written through the engine's Checkpointer."""
-    from jaxpose.training.checkpoint import Checkpointer
-    from jaxpose.training.data import data_position
-    from jaxpose.training.optim import make_optimizer
-    from jaxpose.training.registry import get_task
-    from jaxpose.training.sharding import make_mesh
-    from jaxpose.training.state import create_train_state
-
     config = apply_overrides(load_config(REPO / "configs" / f"{config_name}.py"), list(overrides.items()))
-    task = get_task(config.task)
+    task = build_task(config)
     tx, _ = make_optimizer(config.optimizer, 2.0, int(config.num_steps))
-    _, state = create_train_state(task, config, tx, make_mesh())
+    _, state = create_train_state(task, tx, make_mesh())
     checkpointer = Checkpointer(workdir / "checkpoints")
     checkpointer.save(0, state, config, data_position(0, 0, int(config.batch_size), 16))
     checkpointer.wait_until_finished()
@@ -105,3 +106,20 @@ def test_clear_errors(setup, capsys):
                 "--out", root / "x.obj", "--matching", "online") == 2  # fmt: skip
     assert "3D-CoreNet checkpoints only" in capsys.readouterr().err
     assert not (root / "x.obj").exists()
+
+
+def test_matching_option_maps_names_to_matching_objects(setup):
+    checkpoint = setup["root"] / "corenet"
+    parser_args = ["--identity", "a.obj", "--pose", "b.obj", "--checkpoint", "c", "--out", "d.obj"]
+    for name in MATCHING_NAMES:
+        assert build_parser("t").parse_args([*parser_args, "--matching", name]).matching == name
+    with pytest.raises(SystemExit):
+        build_parser("t").parse_args([*parser_args, "--matching", "sparse"])
+    _, model, _ = load_model(str(checkpoint))  # the checkpoint's own config: dense, 5 iterations
+    assert (model.matching_geometry, model.matching_solver) == (Materialized(), CoreNetIteration(5))
+    _, model, _ = load_model(str(checkpoint), matching="online", block_size=128)
+    assert (model.matching_geometry, model.matching_solver) == (RowBlocked(128), CoreNetIteration(5))
+    _, model, _ = load_model(str(checkpoint), matching="ott")
+    assert (model.matching_geometry, model.matching_solver) == (Materialized(), OttFixedStep(5))
+    with pytest.raises(ValueError, match="unknown matching 'sparse'; expected one of dense, online"):
+        load_model(str(checkpoint), matching="sparse")

@@ -80,16 +80,16 @@ def restore_latest(workdir, config, mesh=None, task=None):
     from jaxpose.training.checkpoint import Checkpointer
     from jaxpose.training.data import steps_per_epoch
     from jaxpose.training.optim import make_optimizer
-    from jaxpose.training.registry import get_task
+    from jaxpose.training.registry import build_task
     from jaxpose.training.sharding import make_mesh
     from jaxpose.training.state import abstract_train_state
 
-    task = task or get_task(config.task)
+    task = task or build_task(config)
     mesh = mesh or make_mesh()
     tx, _ = make_optimizer(config.optimizer, steps_per_epoch(config.batch_size, config.data.num_train), config.num_steps)
     checkpointer = Checkpointer(pathlib.Path(workdir) / "checkpoints", create=False)
     try:
-        return checkpointer.restore(abstract_train_state(task, config, tx, mesh), expected_config=config)
+        return checkpointer.restore(abstract_train_state(task, tx, mesh), expected_config=config)
     finally:
         checkpointer.close()
 

@@ -1,6 +1,7 @@
 """Body models: SMPL-style LBS, the shipped free ANNY body, loaders for user-owned SMPL/SMAL files,
-procedural poses and a pose prior."""
+procedural poses, a pose prior, and the canonical star pose with its rectified bone transforms."""
 
+from jaxpose.bodies.canonical import rectified_bone_transforms, star_pose
 from jaxpose.bodies.chumpy_pickle import UnsafePickleError, load_chumpy_safe
 from jaxpose.bodies.default import default_body, default_body_path
 from jaxpose.bodies.files import load_body, load_body_npz, save_body_npz
@@ -24,4 +25,5 @@ __all__ = [
     "SMPL_JOINT_NAMES", "SMPL_PARENTS", "SMPL_LEFT_RIGHT_PAIRS",
     "JOINT_LIMITS_DEG", "sample_pose", "npt_pose", "mirror_pose", "symmetrize_pose", "motion_sequence",
     "PriorWeights", "pose_prior", "angle_prior", "limit_hinge", "body_pose_l2",
+    "star_pose", "rectified_bone_transforms",
 ]

@@ -30,6 +30,8 @@ import pickle
 from typing import Any
 
 import numpy as np
+import scipy.sparse
+from numpy._core import multiarray, numeric
 
 
 class UnsafePickleError(pickle.UnpicklingError, ValueError):
@@ -90,8 +92,6 @@ class SparseMatrixStub:
         self.state = state
 
     def to_scipy(self):
-        import scipy.sparse
-
         st = self.state
         shape = st.get("_shape", st.get("shape"))
         if shape is None:
@@ -119,14 +119,10 @@ _SPARSE_MODULES = {"scipy.sparse", "scipy.sparse.csc", "scipy.sparse._csc", "sci
 
 
 def _numpy_core(name: str):
-    from numpy._core import multiarray
-
     return getattr(multiarray, name)
 
 
 def _numpy_frombuffer():
-    from numpy._core import numeric
-
     return numeric._frombuffer
 
 

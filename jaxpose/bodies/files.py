@@ -20,6 +20,7 @@ import zlib
 import numpy as np
 
 from jaxpose.bodies.model import BodyModel
+from jaxpose.bodies.smpl_files import load_smpl_pickle
 from jaxpose.io.atomic import atomic_save_npz
 
 _CORE_KEYS = {
@@ -42,8 +43,6 @@ def load_body(path: str | os.PathLike, num_betas: int | None = None) -> BodyMode
     if suffix == ".npz":
         return load_body_npz(path, num_betas=num_betas)
     if suffix == ".pkl":
-        from jaxpose.bodies.smpl_files import load_smpl_pickle
-
         return load_smpl_pickle(path, num_betas=num_betas)
     raise ValueError(f"unsupported body model file type {suffix!r} (expected .npz or .pkl): {path}")
 

@@ -1,9 +1,10 @@
 """Procedural body poses for the 24-joint SMPL skeleton (no motion-capture corpus is available offline).
 
-Everything here is host-side NumPy, deterministic per seed, and returns axis-angle poses in radians
-with shape (24, 3) (or (N, 24, 3) / (T, 24, 3)), float64, in SMPL joint order (see
-`jaxpose.bodies.skeleton`). Ranges are stated on the **axis-angle vector components** in degrees, in
-the SMPL / jaxpose npz frame (y up, +z the body's forward, +x the body's left) with a T-pose rest:
+Everything here is host-side NumPy (the root-yaw composition uses `jaxpose.geometry.rotations` in
+float64), deterministic per seed, and returns axis-angle poses in radians with shape (24, 3) (or
+(N, 24, 3) / (T, 24, 3)), float64, in SMPL joint order (see `jaxpose.bodies.skeleton`). Ranges are
+stated on the **axis-angle vector components** in degrees, in the SMPL / jaxpose npz frame (y up, +z
+the body's forward, +x the body's left) with a T-pose rest:
 
   * positive x bends the spine forward and flexes the knee; negative x flexes the hip (lifts the
     thigh forward); the left elbow flexes with negative y, the right with positive y;
@@ -20,6 +21,8 @@ Presets:
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxpose.bodies.skeleton import (
@@ -29,6 +32,7 @@ from jaxpose.bodies.skeleton import (
     SMPL_LEFT_RIGHT_PAIRS,
     SMPL_MIRROR_PERMUTATION,
 )
+from jaxpose.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 _J = {name: index for index, name in enumerate(SMPL_JOINT_NAMES)}
 
@@ -246,36 +250,13 @@ def sample_pose(
         root = pose[..., 0, :]
         # Compose with the preset's root rotation; where that is exactly zero keep the yaw exact.
         at_rest = np.all(root == 0, axis=-1, keepdims=True)
-        pose[..., 0, :] = np.where(at_rest, yaw, _compose_axis_angle(yaw, root))
+        with jax.enable_x64(True):  # float64, like the rest of this module; local, not global state
+            rotation = axis_angle_to_matrix(jnp.asarray(yaw, jnp.float64)) @ axis_angle_to_matrix(jnp.asarray(root, jnp.float64))
+            composed = np.asarray(matrix_to_axis_angle(rotation))
+        pose[..., 0, :] = np.where(at_rest, yaw, composed)
     if mode == "mirrored":
         pose = mirror_pose(pose)
     return pose
-
-
-# ---------------------------------------------------------------------------------------------
-# Small float64 NumPy rotation helpers (host-side; the JAX versions live in jaxpose.geometry).
-
-
-def _aa_to_matrix(aa: np.ndarray) -> np.ndarray:
-    theta = np.linalg.norm(aa, axis=-1, keepdims=True)  # (..., 1)
-    k = aa / np.where(theta < 1e-300, 1.0, theta)
-    theta = theta[..., None]  # (..., 1, 1)
-    kx, ky, kz = k[..., 0], k[..., 1], k[..., 2]
-    zero = np.zeros_like(kx)
-    skew = np.stack([np.stack([zero, -kz, ky], -1), np.stack([kz, zero, -kx], -1), np.stack([-ky, kx, zero], -1)], -2)
-    return np.eye(3) + np.sin(theta) * skew + (1 - np.cos(theta)) * (skew @ skew)
-
-
-def _matrix_to_aa(m: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    flat = m.reshape(-1, 3, 3)
-    return Rotation.from_matrix(flat).as_rotvec().reshape(m.shape[:-2] + (3,))
-
-
-def _compose_axis_angle(first_outer: np.ndarray, second_inner: np.ndarray) -> np.ndarray:
-    """Axis-angle of R(first_outer) @ R(second_inner)."""
-    return _matrix_to_aa(_aa_to_matrix(first_outer) @ _aa_to_matrix(second_inner))
 
 
 # ---------------------------------------------------------------------------------------------

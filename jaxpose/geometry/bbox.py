@@ -1,7 +1,7 @@
 """Axis-aligned bounding-box centring, the pre-processing every pose-transfer mesh gets.
 
 3D-CoreNet / NPT centre each mesh on its own bounding-box centre, ``(max + min) / 2`` per axis, with
-no scale normalisation (spec corenet.md §1). The metrics PMD / CD / EMD are defined on meshes
+no scale normalisation (docs/pose_transfer.md, "Task and conventions"). The metrics PMD / CD / EMD are defined on meshes
 centred this way.
 """
 

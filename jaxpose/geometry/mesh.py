@@ -104,8 +104,8 @@ def edge_length_ratio_loss(
 ) -> jax.Array:
     """NPT / 3D-CoreNet edge loss: mean over faces of Σ_edges |‖e_pred‖ / ‖e_ref‖ − 1|.
 
-    The reference is the *input identity mesh* (spec corenet.md §7); the loss is dimensionless and
-    invariant to rigid motions of either mesh. Averaging the result over the batch gives the
+    The reference is the *input identity mesh* (docs/pose_transfer.md, "Losses and training
+    recipe"); the loss is dimensionless and invariant to rigid motions of either mesh. Averaging the result over the batch gives the
     original's `torch.mean` over (B, F) of the per-face three-edge sum.
 
     Args:

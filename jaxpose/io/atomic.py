@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO
 
+import numpy as np
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
@@ -48,8 +50,6 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
 
 def atomic_save_npz(path: str | os.PathLike, compressed: bool = True, **arrays) -> None:
     """`numpy.savez[_compressed]` to `path` atomically (no `.npz` suffix is appended)."""
-    import numpy as np
-
     save = np.savez_compressed if compressed else np.savez
     with atomic_open(path, "wb") as handle:
         save(handle, **arrays)

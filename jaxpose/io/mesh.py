@@ -121,7 +121,7 @@ def _polygon_error(path: pathlib.Path, detail: str) -> MeshError:
 
 
 def _load_obj(path: pathlib.Path, triangulate: bool) -> tuple[np.ndarray, np.ndarray]:
-    import trimesh
+    import trimesh  # local: trimesh takes ~0.6 s to import and only the OBJ/PLY readers need it
 
     data = path.read_bytes()
     if b"\x00" in data:
@@ -156,7 +156,7 @@ def _load_obj(path: pathlib.Path, triangulate: bool) -> tuple[np.ndarray, np.nda
 
 
 def _load_ply(path: pathlib.Path, triangulate: bool) -> tuple[np.ndarray, np.ndarray]:
-    from trimesh.exchange import ply
+    from trimesh.exchange import ply  # local: trimesh is slow to import (see _load_obj)
     from trimesh.geometry import triangulate_quads
 
     try:

@@ -2,15 +2,27 @@
 
 Modules:
   correlation   cosine correlation of row-normalised features
+  choices       how to match: geometry (Materialized, RowBlocked) and solver (CoreNetIteration,
+                OttFixedStep, OttConverged) objects, and `matching_from_name` for config names
   sinkhorn      3D-CoreNet's fixed-step Sinkhorn in the log domain: dense and row-blocked kernels
   ott_sinkhorn  the same problem (fixed-step or converged) solved with ott-jax
   warp          public entry points with input validation
 """
 
+from jaxpose.matching.choices import (
+    MATCHING_NAMES,
+    CoreNetIteration,
+    Geometry,
+    Materialized,
+    OttConverged,
+    OttFixedStep,
+    RowBlocked,
+    Solver,
+    matching_from_name,
+)
 from jaxpose.matching.correlation import cosine_correlation, normalize_rows
 from jaxpose.matching.sinkhorn import SINKHORN_GUARD
 from jaxpose.matching.warp import (
-    MODES,
     correlation_and_warp,
     ot_plan_converged,
     ot_warp,
@@ -18,10 +30,18 @@ from jaxpose.matching.warp import (
 )
 
 __all__ = [
-    "MODES",
+    "MATCHING_NAMES",
     "SINKHORN_GUARD",
+    "CoreNetIteration",
+    "Geometry",
+    "Materialized",
+    "OttConverged",
+    "OttFixedStep",
+    "RowBlocked",
+    "Solver",
     "correlation_and_warp",
     "cosine_correlation",
+    "matching_from_name",
     "normalize_rows",
     "ot_plan_converged",
     "ot_warp",

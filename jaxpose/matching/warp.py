@@ -1,15 +1,18 @@
 """Public entry points: 3D-CoreNet's OT warp of identity vertices onto pose points, and friends.
 
 `ot_warp` validates its inputs (shapes always; finiteness and ε > 0 when the values are concrete,
-i.e. outside `jit`) and dispatches to one of the solvers:
+i.e. outside `jit`) and dispatches on two independent choices (`jaxpose.matching.choices`):
 
-- "dense":  log-domain 3D-CoreNet iteration on a materialised (N, M) log-kernel (`sinkhorn.py`).
-- "online": the same maths in row blocks recomputed from the features, `jax.checkpoint` per block:
-            O(block·M) memory forward and backward. Use it for large meshes and for training.
-- "ott", "ott_online": ott-jax's fixed-step Sinkhorn (materialised / `batch_size=block_size`);
-            no 1e-8 guard (see `ott_sinkhorn.py`).
-- "converged": ott-jax run to `threshold` with implicit differentiation: a true entropic OT plan,
-            not 3D-CoreNet's 5-step approximation (`num_iterations` is ignored).
+- geometry: `Materialized()` holds the (N, M) log-kernel; `RowBlocked(block_size)` recomputes row
+  blocks from the features on every pass (`jax.checkpoint` per block, or ott's `batch_size` online
+  mode): O(block·M) memory forward and backward. Use it for large meshes and for training.
+- solver: `CoreNetIteration(k)` is 3D-CoreNet's k-step log-domain iteration with its 1e-8 guards
+  (`sinkhorn.py`); `OttFixedStep(k)` is ott-jax's k-step Sinkhorn, no 1e-8 guard (`ott_sinkhorn.py`);
+  `OttConverged(threshold, max_iterations)` runs ott-jax to `threshold` with implicit
+  differentiation: a true entropic OT plan, not 3D-CoreNet's 5-step approximation.
+
+`matching_from_name` turns the names of configs and command lines ("dense", "online", "ott",
+"ott_online", "converged") into these objects.
 
 Inputs of lower than float32 precision are computed in float32 (K spans down to e^(−2/ε), which
 float16 cannot hold).
@@ -24,9 +27,25 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpose.matching import sinkhorn
+from jaxpose.matching.choices import (
+    CoreNetIteration,
+    Geometry,
+    Materialized,
+    OttConverged,
+    OttFixedStep,
+    RowBlocked,
+    Solver,
+    check_geometry,
+    check_solver,
+)
 from jaxpose.matching.correlation import cosine_correlation, normalize_rows
 
-MODES = ("dense", "online", "ott", "ott_online", "converged")
+
+def _ott_sinkhorn():
+    # Lazy on purpose: ott-jax and its dependencies cost ~165 MB of RSS, paid only by the ott solvers.
+    from jaxpose.matching import ott_sinkhorn
+
+    return ott_sinkhorn
 
 
 def _compute_dtype(*arrays) -> jnp.dtype:
@@ -35,6 +54,11 @@ def _compute_dtype(*arrays) -> jnp.dtype:
 
 def _is_concrete(value) -> bool:
     return not isinstance(value, jax.core.Tracer)
+
+
+def _batch_size(geometry: Geometry) -> int | None:
+    """ott's `batch_size` for a geometry: None (materialised) or the block size (online)."""
+    return geometry.block_size if isinstance(geometry, RowBlocked) else None
 
 
 def _validate(x_features, y_features, y_points, epsilon) -> None:
@@ -70,42 +94,28 @@ def _validate(x_features, y_features, y_points, epsilon) -> None:
             raise ValueError(f"epsilon must be a finite positive number; got {eps_value}")
 
 
-def _validate_options(mode, num_iterations, block_size) -> None:
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-    if not isinstance(num_iterations, (int, np.integer)) or num_iterations < 1:
-        raise ValueError(f"num_iterations must be an integer >= 1; got {num_iterations!r}")
-    if not isinstance(block_size, (int, np.integer)) or block_size < 1:
-        raise ValueError(f"block_size must be an integer >= 1; got {block_size!r}")
-
-
-@functools.partial(
-    jax.jit, static_argnames=("num_iterations", "mode", "block_size", "threshold", "max_iterations")
-)
-def _ot_warp(
-    x_features, y_features, y_points, epsilon, *, num_iterations, mode, block_size, threshold,
-    max_iterations,
-):
+@functools.partial(jax.jit, static_argnames=("geometry", "solver"))
+def _ot_warp(x_features, y_features, y_points, epsilon, *, geometry, solver):
     dtype = _compute_dtype(x_features, y_features, y_points)
     x_unit = normalize_rows(x_features.astype(dtype))
     y_unit = normalize_rows(y_features.astype(dtype))
     y_points = y_points.astype(dtype)
     epsilon = jnp.asarray(epsilon, dtype)
-    if mode == "dense":
-        return sinkhorn.warp_dense(x_unit, y_unit, y_points, epsilon, num_iterations)
-    if mode == "online":
-        return sinkhorn.warp_online(x_unit, y_unit, y_points, epsilon, num_iterations, block_size)
-    # ott-jax (and its dependencies) are imported only when an ott mode is used: ~165 MB of RSS.
-    from jaxpose.matching import ott_sinkhorn
-
-    if mode == "ott":
-        return ott_sinkhorn.warp_fixed_step(x_unit, y_unit, y_points, epsilon, num_iterations)
-    if mode == "ott_online":
+    batch_size = _batch_size(geometry)
+    if isinstance(solver, CoreNetIteration):
+        if batch_size is None:
+            return sinkhorn.warp_dense(x_unit, y_unit, y_points, epsilon, solver.num_iterations)
+        return sinkhorn.warp_online(
+            x_unit, y_unit, y_points, epsilon, solver.num_iterations, batch_size
+        )
+    ott_sinkhorn = _ott_sinkhorn()
+    if isinstance(solver, OttFixedStep):
         return ott_sinkhorn.warp_fixed_step(
-            x_unit, y_unit, y_points, epsilon, num_iterations, batch_size=block_size
+            x_unit, y_unit, y_points, epsilon, solver.num_iterations, batch_size=batch_size
         )
     return ott_sinkhorn.warp_converged(
-        x_unit, y_unit, y_points, epsilon, threshold=threshold, max_iterations=max_iterations
+        x_unit, y_unit, y_points, epsilon, threshold=solver.threshold,
+        max_iterations=solver.max_iterations, batch_size=batch_size,
     )
 
 
@@ -115,19 +125,17 @@ def ot_warp(
     y_points: jax.Array,
     *,
     epsilon: float | jax.Array = 0.03,
-    num_iterations: int = 5,
-    mode: str = "dense",
-    block_size: int = 1024,
-    threshold: float = 1e-3,
-    max_iterations: int = 2000,
+    geometry: Geometry = Materialized(),
+    solver: Solver = CoreNetIteration(),
 ) -> jax.Array:
     """3D-CoreNet's optimal-transport warp: each x vertex becomes a convex combination of y points.
 
     Features are normalised per row (+2.2e-16 on the norm), the cost is 1 − C with C the cosine
-    correlation, marginals are uniform (1/N, 1/M), and exactly `num_iterations` unrolled Sinkhorn
-    iterations run in the original order (b then a) with the original 1e-8 guards, reproduced in the
-    log domain. The plan is row-normalised (T̂ = T / rowsum T) and applied to `y_points`.
-    Differentiable w.r.t. all array inputs and ε (unrolled; implicit for mode="converged").
+    correlation, marginals are uniform (1/N, 1/M). With the default `CoreNetIteration(5)`, exactly
+    5 unrolled Sinkhorn iterations run in the original order (b then a) with the original 1e-8
+    guards, reproduced in the log domain. The plan is row-normalised (T̂ = T / rowsum T) and applied
+    to `y_points`. Differentiable w.r.t. all array inputs and ε (unrolled; implicit for
+    `OttConverged`).
     Deviation from the original: rows of T are normalised as a softmax of log K + log b, so a row
     whose T underflows (NaN in the original) still gets a finite convex combination.
 
@@ -136,28 +144,26 @@ def ot_warp(
       y_features: (M, D) features of the target points (3D-CoreNet: φ(pose features)). N ≠ M is fine.
       y_points: (M, 3) target coordinates (any unit; the output is in the same unit).
       epsilon: entropic regularisation in cost units (cost ∈ [0, 2]); may be a traced scalar.
-      num_iterations: Sinkhorn iterations (static).
-      mode: "dense" | "online" | "ott" | "ott_online" | "converged" (static; see module docstring).
-      block_size: rows per block for "online" / "ott_online" (static; need not divide N).
-      threshold, max_iterations: stopping rule for mode="converged" only (static).
+      geometry: `Materialized()` or `RowBlocked(block_size)` (static; see module docstring).
+      solver: `CoreNetIteration(num_iterations)`, `OttFixedStep(num_iterations)` or
+        `OttConverged(threshold, max_iterations)` (static; see module docstring).
 
     Returns:
       (N, 3) warped points, in x's vertex order.
 
     Raises:
-      ValueError: on wrong shapes, mismatched widths or counts, unknown options, and (outside jit)
-        NaN/Inf inputs or a non-positive ε.
+      ValueError: on wrong shapes, mismatched widths or counts, and (outside jit) NaN/Inf inputs or a
+        non-positive ε.
+      TypeError: if geometry or solver is not one of the objects above (e.g. a name: parse it with
+        `matching_from_name`).
     """
+    check_geometry(geometry)
+    check_solver(solver)
     x_features = jnp.asarray(x_features)
     y_features = jnp.asarray(y_features)
     y_points = jnp.asarray(y_points)
-    _validate_options(mode, num_iterations, block_size)
     _validate(x_features, y_features, y_points, epsilon)
-    return _ot_warp(
-        x_features, y_features, y_points, epsilon,
-        num_iterations=int(num_iterations), mode=mode, block_size=int(block_size),
-        threshold=float(threshold), max_iterations=int(max_iterations),
-    )
+    return _ot_warp(x_features, y_features, y_points, epsilon, geometry=geometry, solver=solver)
 
 
 @functools.partial(jax.jit, static_argnames=("num_iterations",))
@@ -175,22 +181,24 @@ def row_normalised_plan(
     y_features: jax.Array,
     *,
     epsilon: float | jax.Array = 0.03,
-    num_iterations: int = 5,
+    solver: CoreNetIteration = CoreNetIteration(),
 ) -> jax.Array:
     """3D-CoreNet's row-normalised transport plan T̂, materialised — for small inputs and plots.
 
     Args:
-      x_features: (N, D); y_features: (M, D); epsilon, num_iterations: as in `ot_warp`.
+      x_features: (N, D); y_features: (M, D); epsilon: as in `ot_warp`;
+      solver: a `CoreNetIteration` (the only solver whose plan this function forms).
 
     Returns:
-      (N, M) non-negative matrix whose rows sum to 1; `row_normalised_plan(...) @ y_points`
-      equals `ot_warp(..., mode="dense")`.
+      (N, M) non-negative matrix whose rows sum to 1; `row_normalised_plan(..., solver=s) @ y_points`
+      equals `ot_warp(..., geometry=Materialized(), solver=s)`.
     """
+    if not isinstance(solver, CoreNetIteration):
+        raise TypeError(f"row_normalised_plan needs a CoreNetIteration solver; got {solver!r}")
     x_features = jnp.asarray(x_features)
     y_features = jnp.asarray(y_features)
-    _validate_options("dense", num_iterations, 1)
     _validate(x_features, y_features, None, epsilon)
-    return _row_normalised_plan(x_features, y_features, epsilon, num_iterations=int(num_iterations))
+    return _row_normalised_plan(x_features, y_features, epsilon, num_iterations=solver.num_iterations)
 
 
 def correlation_and_warp(
@@ -199,18 +207,18 @@ def correlation_and_warp(
     y_points: jax.Array,
     *,
     epsilon: float | jax.Array = 0.03,
-    num_iterations: int = 5,
+    geometry: Geometry = Materialized(),
+    solver: Solver = CoreNetIteration(),
 ) -> tuple[jax.Array, jax.Array]:
-    """The cosine correlation matrix (for visualisation) together with the dense OT warp.
+    """The cosine correlation matrix (for visualisation) together with the OT warp.
 
-    Args: as `ot_warp` (dense mode).
+    Args: as `ot_warp` (the correlation itself is always materialised).
 
     Returns:
       correlation (N, M) in [-1, 1] and warp (N, 3).
     """
     warped = ot_warp(
-        x_features, y_features, y_points, epsilon=epsilon, num_iterations=num_iterations,
-        mode="dense",
+        x_features, y_features, y_points, epsilon=epsilon, geometry=geometry, solver=solver
     )
     return cosine_correlation(x_features, y_features), warped
 
@@ -220,46 +228,40 @@ def ot_plan_converged(
     y_features: jax.Array,
     *,
     epsilon: float | jax.Array = 0.03,
-    threshold: float = 1e-3,
-    max_iterations: int = 2000,
-    batch_size: int | None = None,
+    geometry: Geometry = Materialized(),
+    solver: OttConverged = OttConverged(),
 ):
     """A converged entropic OT plan between row-normalised features (cosine cost), via ott-jax.
 
-    Unlike `ot_warp`'s default 5-step solve, this runs Sinkhorn to `threshold` and differentiates
-    implicitly. Jitted; threshold, max_iterations and batch_size are static.
+    Unlike `ot_warp`'s default 5-step solve, this runs Sinkhorn to `solver.threshold` and
+    differentiates implicitly. Jitted; geometry and solver are static.
 
     Args:
-      x_features: (N, D); y_features: (M, D); epsilon: scalar; threshold: marginal-error stopping
-      tolerance; max_iterations: iteration cap; batch_size: ott online mode rows (None: materialised).
+      x_features: (N, D); y_features: (M, D); epsilon: scalar;
+      geometry: `Materialized()` or `RowBlocked(block_size)` (ott's online mode, `batch_size` rows);
+      solver: an `OttConverged(threshold, max_iterations)`.
 
     Returns:
       ott-jax `SinkhornOutput`: `.matrix` (N, M) plan with marginals ≈ (1/N, 1/M), `.apply`,
       `.f`/`.g` potentials, `.converged`, `.n_iters`.
     """
+    check_geometry(geometry)
+    if not isinstance(solver, OttConverged):
+        raise TypeError(f"ot_plan_converged needs an OttConverged solver; got {solver!r}")
     x_features = jnp.asarray(x_features)
     y_features = jnp.asarray(y_features)
     _validate(x_features, y_features, None, epsilon)
-    if not isinstance(max_iterations, (int, np.integer)) or max_iterations < 1:
-        raise ValueError(f"max_iterations must be an integer >= 1; got {max_iterations!r}")
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-        raise ValueError(f"batch_size must be None or an integer >= 1; got {batch_size!r}")
-    return _ot_plan_converged(
-        x_features, y_features, epsilon, threshold=float(threshold),
-        max_iterations=int(max_iterations), batch_size=batch_size,
-    )
+    return _ot_plan_converged(x_features, y_features, epsilon, geometry=geometry, solver=solver)
 
 
-@functools.partial(jax.jit, static_argnames=("threshold", "max_iterations", "batch_size"))
-def _ot_plan_converged(x_features, y_features, epsilon, *, threshold, max_iterations, batch_size):
-    from jaxpose.matching import ott_sinkhorn
-
+@functools.partial(jax.jit, static_argnames=("geometry", "solver"))
+def _ot_plan_converged(x_features, y_features, epsilon, *, geometry, solver):
     dtype = _compute_dtype(x_features, y_features)
-    return ott_sinkhorn.converged_output(
+    return _ott_sinkhorn().converged_output(
         normalize_rows(x_features.astype(dtype)),
         normalize_rows(y_features.astype(dtype)),
         jnp.asarray(epsilon, dtype),
-        threshold=threshold,
-        max_iterations=max_iterations,
-        batch_size=batch_size,
+        threshold=solver.threshold,
+        max_iterations=solver.max_iterations,
+        batch_size=_batch_size(geometry),
     )

@@ -1,8 +1,9 @@
 """Input validation shared by the metric modules.
 
 Shape checks run at trace time, so they also fire under ``jax.jit``. Finiteness needs concrete
-values: it is checked only in host-side code (``emd_exact``, ``pose_transfer_metrics``); the jittable
-metrics propagate NaN/Inf (a NaN coordinate gives a NaN metric) rather than branching on data.
+values: it is checked only in host-side code (``emd_exact``,
+``jaxpose.pose_transfer.units.pose_transfer_metrics``); the jittable metrics propagate NaN/Inf (a NaN
+coordinate gives a NaN metric) rather than branching on data.
 """
 
 from __future__ import annotations

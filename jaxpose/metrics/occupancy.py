@@ -1,4 +1,4 @@
-"""Occupancy IoU (INS / SNARF protocol, spec ins.md §8).
+"""Occupancy IoU (INS / SNARF protocol, docs/skinning.md, "Evaluation protocol").
 
 IoU = |GT ∧ Pred| / |GT ∨ Pred| over a set of sampled query points, computed per frame; the reported
 number is the mean of per-frame IoUs (not a pooled IoU over all frames). The protocol labels a point

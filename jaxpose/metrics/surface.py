@@ -1,6 +1,6 @@
 """Surface metrics of the pose-transfer papers: PMD, Chamfer distance (CD) and Earth mover's distance (EMD).
 
-Definitions (spec corenet.md §10); all inputs are (..., N, 3) point sets in mesh units (metres for
+Definitions (docs/pose_transfer.md, "Metrics"); all inputs are (..., N, 3) point sets in mesh units (metres for
 SMPL/SMAL), leading axes are batch axes:
 
 - **PMD** = (1/(3N)) Σ_i ||ŷ_i − y_i||² after each mesh is centred on its own bounding-box centre:
@@ -8,7 +8,7 @@ SMPL/SMAL), leading axes are batch axes:
   correspondence is required. Papers print PMD × 10⁴ (``PMD_SCALE``).
 - **CD** = mean_i min_j ||a_i − b_j||² + mean_j min_i ||a_i − b_j||²: the sum of the two mean squared
   nearest-neighbour distances, in m². Vertex order is irrelevant. Papers print CD × 10⁴ (``CD_SCALE``;
-  the scale is the spec's reading of the slides, unverified against the paper's table header).
+  the scale is read from the 3D-CoreNet slides, unverified against the paper's table header).
 - **EMD** = min over bijections σ of (1/N) Σ_i ||a_i − b_σ(i)||: the mean Euclidean distance under the
   optimal one-to-one assignment with Euclidean cost, i.e. the 1-Wasserstein distance between the
   uniform measures on the two equal-size sets, in metres. This is what MSN's auction code approximates
@@ -23,7 +23,7 @@ EMD ≤ sqrt(3·PMD) (identity matching bounds every nearest-neighbour distance 
 Jensen's inequality gives the square root).
 
 CD and EMD do **not** centre their inputs: they compare the sets as given. PMD centres by definition.
-Use ``jaxpose.metrics.pose_transfer_metrics`` for the paper protocol (centre both, then all three).
+Use ``jaxpose.pose_transfer.units.pose_transfer_metrics`` for the paper protocol (centre both, then all three).
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def _entropic_transport_cost(
 
 @functools.lru_cache(maxsize=None)
 def _sinkhorn_emd_solver(threshold: float, max_iterations: int, batch_size: int | None):
-    from jaxpose._ott import ott
+    from jaxpose._ott import ott  # local: ott-jax takes ~2 s to import and only the Sinkhorn EMD needs it
 
     solver = ott.solvers.linear.sinkhorn.Sinkhorn(
         lse_mode=True, threshold=threshold, max_iterations=max_iterations, implicit_diff=None

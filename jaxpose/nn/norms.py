@@ -2,8 +2,8 @@
 
 - ``instance_norm``: PyTorch ``InstanceNorm1d`` default (biased variance, eps 1e-5, no affine, no
   running statistics).
-- ``ElaIN``: 3D-CoreNet's elastic instance normalisation (spec corenet.md §6).
-- ``SPAdaIN``: NPT's spatially adaptive instance normalisation (spec corenet.md §11).
+- ``ElaIN``: 3D-CoreNet's elastic instance normalisation (docs/pose_transfer.md, "ElaIN").
+- ``SPAdaIN``: NPT's spatially adaptive instance normalisation (docs/pose_transfer.md, "NPT").
 - ``l2_normalize``: per-vertex L2 normalisation with the original's ``+ 2.2e-16`` on the norm.
 """
 

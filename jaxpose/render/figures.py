@@ -113,7 +113,7 @@ def save_mesh_grid_png(
             (str(title), [render_mesh_image(vertices, faces, view=view, size=size, color=colours, orthographic=orthographic) for view in views])
         )
 
-    import matplotlib
+    import matplotlib  # local: only figure files need matplotlib, and it must get the Agg backend first
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure

@@ -1,7 +1,7 @@
 """Render buffers from a mesh and a camera: shaded RGB, depth, camera-space normals, vertex / face ids.
 
-These are the inputs the personalised-refinement network expects (fitting spec §3): a textured (per
-vertex coloured) RGB rendering, depth, normals, a unique per-vertex colour code, a coverage mask, and
+These are the inputs the personalised-refinement network expects (docs/fitting.md, "Refinement
+network inputs"): a textured (per vertex coloured) RGB rendering, depth, normals, a unique per-vertex colour code, a coverage mask, and
 the face-id / barycentric buffers that turn per-pixel displacements into per-vertex targets.
 """
 

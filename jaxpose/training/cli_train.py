@@ -1,9 +1,18 @@
-"""`jaxpose train TASK --config FILE --workdir DIR [--config.KEY=VALUE ...]` (also `python -m train.TASK`)."""
+"""`jaxpose train TASK --config FILE --workdir DIR [--config.KEY=VALUE ...]` (also `python -m train.TASK`).
+
+The config names its task (`config.task`); TASK must agree with it (it guards against training with
+the wrong config file). The task is built from the config by the registry.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from jaxpose.training import distributed
+from jaxpose.training.checkpoint import CheckpointError
+from jaxpose.training.config import apply_overrides, load_config, split_config_args
+from jaxpose.training.loop import train_and_evaluate
 
 EPILOG = """\
 config overrides: --config.KEY=VALUE (e.g. --config.optimizer.lr=1e-3), typed by the field they replace.
@@ -18,7 +27,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         prog=prog, description="Train a registered task.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("task", help="registered task name (e.g. tiny) or module:ATTRIBUTE")
+    parser.add_argument("task", help="the task the config names (e.g. tiny)")
     parser.add_argument("--config", metavar="FILE", help="configs/<name>.py with get_config() (required)")
     parser.add_argument("--workdir", required=True, help="run directory (checkpoints, logs); resumed if it has checkpoints")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -29,8 +38,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str], prog: str = "jaxpose train") -> int:
-    from jaxpose.training.config import split_config_args
-
     parser = build_parser(prog)
     try:
         config_path, overrides, rest = split_config_args(argv)
@@ -40,19 +47,14 @@ def main(argv: list[str], prog: str = "jaxpose train") -> int:
     if config_path is None:
         parser.error("--config FILE is required")
 
-    from jaxpose.training import distributed
-    from jaxpose.training.checkpoint import CheckpointError
-    from jaxpose.training.config import apply_overrides, load_config
-    from jaxpose.training.loop import train_and_evaluate
-    from jaxpose.training.registry import get_task
-
     try:
         distributed.initialize(
             distributed.resolve_options(args.coordinator_address, args.num_processes, args.process_id)
         )
-        task = get_task(args.task)
         config = apply_overrides(load_config(config_path), overrides)
-        result = train_and_evaluate(config, args.workdir, task, show_progress=not args.no_progress)
+        if str(config.get("task", "")) != args.task:
+            raise ValueError(f"{config_path} is a config for task {config.get('task', None)!r}, not {args.task!r}")
+        result = train_and_evaluate(config, args.workdir, show_progress=not args.no_progress)
     except (ValueError, KeyError, TypeError, FileNotFoundError, CheckpointError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"{prog}: error: {message}", file=sys.stderr)

@@ -27,6 +27,7 @@ from jaxpose.training.config import config_differences
 from jaxpose.training.data import ArrayDataset, process_rows
 from jaxpose.training.optim import make_optimizer
 from jaxpose.training.state import TrainState, abstract_train_state, model_graphdef
+from jaxpose.training.registry import build_task
 from jaxpose.training.task import Task
 
 
@@ -72,11 +73,19 @@ def summarize(per_example: Mapping[str, np.ndarray]) -> dict[str, MetricSummary]
 
 
 class ModelEvaluator:
-    """Scores a trained model's (params, model_state) on datasets; compiled once per batch shape."""
+    """Scores a trained model's (params, model_state) on datasets with `eval_metrics(predict(model,
+    batch), batch)`; compiled once per batch shape."""
 
-    def __init__(self, task: Task, graphdef, mesh: Mesh, batch_size: int, compute_dtype=np.float32):
+    def __init__(self, graphdef, predict: Callable, eval_metrics: Callable, mesh: Mesh, batch_size: int,
+                 compute_dtype=np.float32):  # fmt: skip
         self.mesh, self.batch_size = mesh, batch_size
-        self._step = step_lib.jit_eval_step(step_lib.make_eval_step(graphdef, task, compute_dtype), mesh, 2)
+        step = step_lib.make_eval_step(graphdef, predict, eval_metrics, compute_dtype)
+        self._step = step_lib.jit_eval_step(step, mesh, 2)
+
+    @classmethod
+    def for_task(cls, task: Task, graphdef, mesh: Mesh, batch_size: int, compute_dtype=np.float32) -> "ModelEvaluator":
+        """The evaluator of `task`'s own prediction and metrics."""
+        return cls(graphdef, task.predict, task.eval_metrics, mesh, batch_size, compute_dtype)
 
     def __call__(self, params, model_state, dataset: ArrayDataset) -> dict[str, np.ndarray]:
         return per_example_metrics(self._step, (params, model_state), dataset, self.batch_size, self.mesh)
@@ -86,42 +95,53 @@ class ModelEvaluator:
         return self._step._cache_size()
 
 
-def evaluate_baseline(task: Task, name: str, dataset: ArrayDataset, mesh: Mesh, batch_size: int) -> dict[str, np.ndarray]:
-    compiled = step_lib.jit_eval_step(step_lib.make_baseline_eval_step(task, name), mesh, 0)
+def evaluate_predictions(
+    predict: Callable[[dict], object], eval_metrics: Callable, dataset: ArrayDataset, mesh: Mesh, batch_size: int
+) -> dict[str, np.ndarray]:
+    """Per-example metrics (N,) of a non-learned `predict(batch)` (a baseline) on `dataset`."""
+    compiled = step_lib.jit_eval_step(step_lib.make_predictions_eval_step(predict, eval_metrics), mesh, 0)
     return per_example_metrics(compiled, (), dataset, batch_size, mesh)
+
+
+def baseline(task: Task, name: str) -> Callable[[dict], object]:
+    """`task`'s baseline `name`; KeyError naming the available ones otherwise."""
+    if name not in task.baselines:
+        raise KeyError(f"task {task.name!r} has no baseline {name!r}; available: {sorted(task.baselines) or 'none'}")
+    return task.baselines[name]
 
 
 @dataclasses.dataclass(frozen=True)
 class LoadedCheckpoint:
+    """A restored checkpoint: `name` is "<run>@<step>", `task` is built from the config saved with it."""
+
     name: str
     step: int
+    task: Task
     graphdef: object
     state: TrainState
     config: object
 
 
-def load_checkpoint(task: Task, path: str | os.PathLike, mesh: Mesh, step: int | None = None) -> LoadedCheckpoint:
-    """Restore a checkpoint for evaluation, rebuilding the model from the config saved with it."""
+def load_checkpoint(path: str | os.PathLike, mesh: Mesh, step: int | None = None) -> LoadedCheckpoint:
+    """Restore a checkpoint for evaluation; its task and model are rebuilt from the config saved with it."""
     directory = resolve_checkpoint_dir(path)
     checkpointer = Checkpointer(directory, create=False)
     try:
         config = checkpointer.read_config(step)
-        if config.get("task", task.name) != task.name:
-            raise ValueError(f"checkpoint {directory} was trained for task {config.task!r}, not {task.name!r}")
+        task = build_task(config)
         tx, _ = make_optimizer(config.optimizer, 1.0, int(config.num_steps))
-        abstract = abstract_train_state(task, config, tx, mesh)
-        restored = checkpointer.restore(abstract, step=step)
+        restored = checkpointer.restore(abstract_train_state(task, tx, mesh), step=step)
     finally:
         checkpointer.close()
     name = directory.parent.name if directory.name == "checkpoints" else directory.name
-    return LoadedCheckpoint(f"{name}@{restored.step}", restored.step, model_graphdef(task, config), restored.state, config)
+    return LoadedCheckpoint(f"{name}@{restored.step}", restored.step, task, model_graphdef(task), restored.state, config)
 
 
 def check_eval_configs(configs: Mapping[str, object]) -> None:
-    """Checkpoints compared in one table must have been trained on the same data definition."""
+    """Methods compared in one table must use the same data definition (the `data` section)."""
     items = list(configs.items())
     for name, config in items[1:]:
-        diffs = config_differences(items[0][1], config, keys=("task", "data"))
+        diffs = config_differences(items[0][1], config, keys=("data",))
         if diffs:
             raise ValueError(f"{name} and {items[0][0]} disagree on their data config:\n  " + "\n  ".join(diffs))
 

@@ -32,6 +32,7 @@ from jaxpose.training.distributed import is_main_process
 from jaxpose.training.evaluation import ModelEvaluator, summarize
 from jaxpose.training.optim import make_optimizer
 from jaxpose.training.state import TrainState, abstract_train_state, create_train_state, model_graphdef
+from jaxpose.training.registry import build_task
 from jaxpose.training.task import Task
 
 REQUIRED_KEYS = (
@@ -87,23 +88,22 @@ class _InterruptFlag:
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str | os.PathLike,
-    task: Task | None = None,
     *,
+    task: Task | None = None,
     mesh: Mesh | None = None,
     on_step_end: Callable[[int, TrainState], None] | None = None,
     show_progress: bool = True,
 ) -> TrainResult:
-    """Train `task` (default: the registered `config.task`) for `config.num_steps` steps in `workdir`.
+    """Train the task that `config.task` names, built from `config`, for `config.num_steps` steps in
+    `workdir`.
 
-    `mesh` defaults to every device; `on_step_end(step, state)` runs after each step (the state must
+    `task` defaults to `build_task(config)`; pass one only to train a task you built from this config
+    yourself (e.g. with a replaced dataset in a test). `mesh` defaults to every device; `on_step_end(step, state)` runs after each step (the state must
     not be kept: its buffers are donated to the next step).
     """
     validate_config(config)
-    if task is None:
-        from jaxpose.training.registry import get_task
-
-        task = get_task(config.task)
-    if config.task != task.name:
+    task = build_task(config) if task is None else task
+    if task.name != config.task:
         raise ValueError(f"config.task is {config.task!r} but the task given is {task.name!r}")
     main = is_main_process()
     workdir = pathlib.Path(workdir)
@@ -115,16 +115,16 @@ def train_and_evaluate(
     sharding_lib.check_batch_size(batch_size, mesh)
     compute_dtype = step_lib.compute_dtype_from_name(config.compute_dtype, task)
 
-    train_data = task.make_train_data(config)
+    train_data = task.make_train_data()
     num_items = len(train_data)
-    eval_data = task.make_eval_data(config, None, None) if int(config.eval_every) > 0 else None
+    eval_data = task.make_eval_data(None, None) if int(config.eval_every) > 0 else None
     tx, schedule = make_optimizer(config.optimizer, steps_per_epoch(batch_size, num_items), num_steps)
-    graphdef = model_graphdef(task, config)
+    graphdef = model_graphdef(task)
 
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=int(config.keep_checkpoints))
     resumed_from = checkpointer.latest_step()
     if resumed_from is not None:
-        abstract = abstract_train_state(task, config, tx, mesh)
+        abstract = abstract_train_state(task, tx, mesh)
         restored = checkpointer.restore(abstract, step=resumed_from, expected_config=config)
         expected_position = data_position(seed, resumed_from, batch_size, num_items)
         if restored.data_position != expected_position:
@@ -134,13 +134,13 @@ def train_and_evaluate(
             )
         state = restored.state
     else:
-        _, state = create_train_state(task, config, tx, mesh)
+        _, state = create_train_state(task, tx, mesh)
     start = resumed_from or 0
 
     train_step = step_lib.jit_train_step(
         step_lib.make_train_step(graphdef, task, tx, schedule, compute_dtype), mesh
     )
-    evaluator = ModelEvaluator(task, graphdef, mesh, int(config.eval_batch_size), compute_dtype) if eval_data else None
+    evaluator = ModelEvaluator.for_task(task, graphdef, mesh, int(config.eval_batch_size), compute_dtype) if eval_data else None
     logger = logs.MetricsLogger(workdir, enabled=main, resume_step=resumed_from)
     progress = logs.Progress(start, num_steps, batch_size, enabled=main and show_progress)
     rows = process_rows(batch_size, jax.process_index(), jax.process_count())

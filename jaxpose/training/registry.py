@@ -1,59 +1,69 @@
-"""Task registry: name -> `Task`, so `jaxpose train NAME` / `jaxpose eval NAME` work for any task.
+"""Task registry: one way in. A config names its task (`config.task`); the registry maps that name to
+its `TaskDefinition`, which builds the `Task` from the config.
 
-Built-in tasks are listed as "module:attribute" and imported only when asked for (a model's task
-module may import heavy dependencies). Out-of-tree tasks call `register_task`, or are named directly
-as "package.module:ATTRIBUTE".
+Built-in definitions are listed as "module:attribute" and imported only when asked for (a system's
+modules may import heavy dependencies). Out-of-tree tasks call `register_task`, or are named directly
+as "package.module:ATTRIBUTE" in `config.task`.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from jaxpose.training.task import Task
+import ml_collections
 
-# To plug in a new model: add `"name": "jaxpose.models.<module>:TASK"` here.
+from jaxpose.training.task import Task, TaskDefinition
+
+# To plug in a new system's task: add `"name": "jaxpose.<system>.task:DEFINITION"` here.
 BUILTIN_TASKS: dict[str, str] = {
-    "tiny": "jaxpose.training.tiny:TASK",
-    "corenet": "jaxpose.tasks.corenet:TASK",
-    "npt": "jaxpose.tasks.npt:TASK",
-    "ins": "jaxpose.tasks.ins:TASK",
-    "snarf": "jaxpose.tasks.ins:SNARF_TASK",
-    "snarf_nc": "jaxpose.tasks.ins:SNARF_NC_TASK",
+    "tiny": "jaxpose.training.tiny:TINY_TASK",
+    "corenet": "jaxpose.pose_transfer.task:CORENET_TASK",
+    "npt": "jaxpose.pose_transfer.task:NPT_TASK",
+    "ins": "jaxpose.skinning.task:INS_TASK",
+    "snarf": "jaxpose.skinning.task:SNARF_TASK",
+    "snarf_nc": "jaxpose.skinning.task:SNARF_NC_TASK",
 }
 
-_registered: dict[str, Task] = {}
+_registered: dict[str, TaskDefinition] = {}
 
 
-def register_task(task: Task, *, overwrite: bool = False) -> Task:
-    if not isinstance(task, Task):
-        raise TypeError(f"register_task needs a Task, got {type(task).__name__}")
-    if not overwrite and (task.name in _registered or task.name in BUILTIN_TASKS):
-        raise ValueError(f"task {task.name!r} is already registered")
-    _registered[task.name] = task
-    return task
+def register_task(definition: TaskDefinition, *, overwrite: bool = False) -> TaskDefinition:
+    if not isinstance(definition, TaskDefinition):
+        raise TypeError(f"register_task needs a TaskDefinition, got {type(definition).__name__}")
+    if not overwrite and (definition.name in _registered or definition.name in BUILTIN_TASKS):
+        raise ValueError(f"task {definition.name!r} is already registered")
+    _registered[definition.name] = definition
+    return definition
 
 
 def available_tasks() -> list[str]:
     return sorted(set(BUILTIN_TASKS) | set(_registered))
 
 
-def _import_task(spec: str) -> Task:
+def _import_definition(spec: str) -> TaskDefinition:
     module_name, _, attribute = spec.partition(":")
     module = importlib.import_module(module_name)
     if not hasattr(module, attribute):
         raise ValueError(f"task spec {spec!r}: module {module_name} has no attribute {attribute!r}")
-    task = getattr(module, attribute)
-    if not isinstance(task, Task):
-        raise TypeError(f"task spec {spec!r} is a {type(task).__name__}, not a Task")
-    return task
+    definition = getattr(module, attribute)
+    if not isinstance(definition, TaskDefinition):
+        raise TypeError(f"task spec {spec!r} is a {type(definition).__name__}, not a TaskDefinition")
+    return definition
 
 
-def get_task(name: str) -> Task:
-    """The task registered as `name`, or loaded from a "module:ATTRIBUTE" spec."""
+def get_definition(name: str) -> TaskDefinition:
+    """The definition registered as `name`, or loaded from a "module:ATTRIBUTE" spec."""
     if name in _registered:
         return _registered[name]
     if name in BUILTIN_TASKS:
-        return _import_task(BUILTIN_TASKS[name])
+        return _import_definition(BUILTIN_TASKS[name])
     if ":" in name:
-        return _import_task(name)
+        return _import_definition(name)
     raise KeyError(f"unknown task {name!r}; available: {', '.join(available_tasks())}")
+
+
+def build_task(config: ml_collections.ConfigDict) -> Task:
+    """The `Task` that `config.task` names, built from `config`."""
+    if "task" not in config:
+        raise ValueError("config has no 'task' key naming its task")
+    return get_definition(str(config.task))(config)

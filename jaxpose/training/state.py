@@ -13,7 +13,6 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 from flax import nnx
 from jax.sharding import Mesh
@@ -50,18 +49,16 @@ def _keys(seed: int) -> tuple[jax.Array, jax.Array]:
     return jax.random.fold_in(base, 0), jax.random.fold_in(base, 1)
 
 
-def model_graphdef(task: Task, config: ml_collections.ConfigDict) -> nnx.GraphDef:
+def model_graphdef(task: Task) -> nnx.GraphDef:
     """The model's static structure, without allocating parameters."""
-    abstract = nnx.eval_shape(lambda: task.make_model(config, nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: task.make_model(nnx.Rngs(0)))
     return nnx.graphdef(abstract)
 
 
-def init_train_state(
-    task: Task, config: ml_collections.ConfigDict, tx: optax.GradientTransformation
-) -> TrainState:
-    """A fresh state from `config.seed` (pure; call under `jax.jit` to place it on devices)."""
-    init_key, train_key = _keys(int(config.seed))
-    model = task.make_model(config, nnx.Rngs(params=init_key, default=init_key))
+def init_train_state(task: Task, tx: optax.GradientTransformation) -> TrainState:
+    """A fresh state from `task.config.seed` (pure; call under `jax.jit` to place it on devices)."""
+    init_key, train_key = _keys(int(task.config.seed))
+    model = task.make_model(nnx.Rngs(params=init_key, default=init_key))
     _, params, model_state = split_model(model)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -72,17 +69,13 @@ def init_train_state(
     )
 
 
-def create_train_state(
-    task: Task, config: ml_collections.ConfigDict, tx: optax.GradientTransformation, mesh: Mesh
-) -> tuple[nnx.GraphDef, TrainState]:
+def create_train_state(task: Task, tx: optax.GradientTransformation, mesh: Mesh) -> tuple[nnx.GraphDef, TrainState]:
     """(graphdef, state) with the state replicated over `mesh`."""
-    init = jax.jit(lambda: init_train_state(task, config, tx), out_shardings=sharding_lib.replicated(mesh))
-    return model_graphdef(task, config), init()
+    init = jax.jit(lambda: init_train_state(task, tx), out_shardings=sharding_lib.replicated(mesh))
+    return model_graphdef(task), init()
 
 
-def abstract_train_state(
-    task: Task, config: ml_collections.ConfigDict, tx: optax.GradientTransformation, mesh: Mesh
-) -> TrainState:
+def abstract_train_state(task: Task, tx: optax.GradientTransformation, mesh: Mesh) -> TrainState:
     """The state's shapes/dtypes as ShapeDtypeStructs replicated over `mesh` (a restore target)."""
-    shapes = jax.eval_shape(lambda: init_train_state(task, config, tx))
+    shapes = jax.eval_shape(lambda: init_train_state(task, tx))
     return sharding_lib.with_sharding(shapes, sharding_lib.replicated(mesh))

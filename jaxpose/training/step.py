@@ -88,9 +88,10 @@ def make_train_step(
 
 
 def make_eval_step(
-    graphdef: nnx.GraphDef, task: Task, compute_dtype=jnp.float32
+    graphdef: nnx.GraphDef, predict: Callable, eval_metrics: Callable, compute_dtype=jnp.float32
 ) -> Callable[[dict, dict, dict], dict]:
-    """The pure `(params, model_state, batch) -> per-example metrics {(B,)}` of a trained model.
+    """The pure `(params, model_state, batch) -> per-example metrics {(B,)}` of a trained model:
+    `eval_metrics(predict(model, batch), batch)`.
 
     The module is put in evaluation mode (`deterministic`, `use_running_average`, no `update_stats`),
     and whatever it writes to its variables is discarded.
@@ -102,22 +103,17 @@ def make_eval_step(
         )
         model.eval(update_stats=False)
         batch = cast_floating(batch, compute_dtype)
-        metrics = task.eval_metrics(task.predict(model, batch), batch)
+        metrics = eval_metrics(predict(model, batch), batch)
         return {name: jnp.asarray(v, jnp.float32) for name, v in metrics.items()}
 
     return eval_step
 
 
-def make_baseline_eval_step(task: Task, baseline: str) -> Callable[[dict], dict]:
-    """The pure `batch -> per-example metrics {(B,)}` of the task's named baseline."""
-    if baseline not in task.baselines:
-        raise KeyError(
-            f"task {task.name!r} has no baseline {baseline!r}; available: {sorted(task.baselines) or 'none'}"
-        )
-    predict = task.baselines[baseline]
+def make_predictions_eval_step(predict: Callable[[dict], object], eval_metrics: Callable) -> Callable[[dict], dict]:
+    """The pure `batch -> per-example metrics {(B,)}` of a non-learned `predict(batch)` (a baseline)."""
 
     def baseline_step(batch: dict) -> dict:
-        metrics = task.eval_metrics(predict(batch), batch)
+        metrics = eval_metrics(predict(batch), batch)
         return {name: jnp.asarray(v, jnp.float32) for name, v in metrics.items()}
 
     return baseline_step

@@ -22,7 +22,8 @@ from flax import nnx
 
 from jaxpose.io.atomic import atomic_save_npz
 from jaxpose.training.data import ArrayDataset
-from jaxpose.training.task import Task
+from jaxpose.training.protocol import StandardProtocol
+from jaxpose.training.task import Task, TaskDefinition
 
 
 def _axis_angle_matrix(axis, angle: float) -> np.ndarray:
@@ -134,10 +135,6 @@ class TinyPointRegressor(nnx.Module):
         return points + self.head(features)
 
 
-def make_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> TinyPointRegressor:
-    return TinyPointRegressor(int(config.model.hidden), int(config.model.depth), rngs=rngs)
-
-
 def point_errors(prediction: jax.Array, targets: jax.Array) -> jax.Array:
     """Euclidean error per point, (B, P), computed in float32."""
     diff = prediction.astype(jnp.float32) - targets.astype(jnp.float32)
@@ -161,12 +158,8 @@ def eval_metrics(prediction: jax.Array, batch) -> dict[str, jax.Array]:
     return {"mean_point_error": errors.mean(axis=-1), "max_point_error": errors.max(axis=-1)}
 
 
-def make_train_data(config: ml_collections.ConfigDict) -> ArrayDataset:
-    d = config.data
-    return ArrayDataset(make_examples(int(d.train_seed), int(d.num_train), int(d.num_points)))
-
-
 def make_eval_data(config: ml_collections.ConfigDict, data_dir: str | None, list_file: str | None) -> ArrayDataset:
+    """The config's generated evaluation set, or the examples of `data_dir` (restricted to `list_file`)."""
     if data_dir is None:
         if list_file is not None:
             raise ValueError("a --list needs a --data directory")
@@ -175,17 +168,28 @@ def make_eval_data(config: ml_collections.ConfigDict, data_dir: str | None, list
     return load_dataset(data_dir, list_file)
 
 
-TASK = Task(
-    name="tiny",
-    make_model=make_model,
-    loss_fn=loss_fn,
-    make_train_data=make_train_data,
-    make_eval_data=make_eval_data,
-    predict=predict,
-    eval_metrics=eval_metrics,
-    baselines={
-        "identity": lambda batch: batch["inputs"],
-        "rotation_only": lambda batch: batch["inputs"] @ jnp.asarray(TARGET_ROTATION.T, batch["inputs"].dtype),
-    },
-    description="per-point MLP learning a rotation plus a smooth warp of ellipsoid point clouds",
-)
+BASELINES = {
+    "identity": lambda batch: batch["inputs"],
+    "rotation_only": lambda batch: batch["inputs"] @ jnp.asarray(TARGET_ROTATION.T, batch["inputs"].dtype),
+}
+
+
+def make_task(config: ml_collections.ConfigDict) -> Task:
+    """The `tiny` task of `config` (sections model: hidden, depth; data: num_train, num_eval, num_points,
+    train_seed, eval_seed)."""
+    d = config.data
+    return Task(
+        name="tiny",
+        config=config,
+        make_model=lambda rngs: TinyPointRegressor(int(config.model.hidden), int(config.model.depth), rngs=rngs),
+        loss_fn=loss_fn,
+        make_train_data=lambda: ArrayDataset(make_examples(int(d.train_seed), int(d.num_train), int(d.num_points))),
+        make_eval_data=lambda data_dir, list_file: make_eval_data(config, data_dir, list_file),
+        predict=predict,
+        eval_metrics=eval_metrics,
+        baselines=BASELINES,
+    )
+
+
+TINY_TASK = TaskDefinition("tiny", make_task, StandardProtocol(),
+                           "per-point MLP learning a rotation plus a smooth warp of ellipsoid point clouds")
