@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     subject = skinning_data.load_subject(config.data, (str(config.data.eval_split),))
     frames = subject.splits[str(config.data.eval_split)]
     batch = dataset.take(np.arange(len(dataset)))
-    is_bbox = jnp.asarray(batch["is_bbox"])
+    is_bbox = jnp.broadcast_to(jnp.arange(batch["points"].shape[1]) < int(config.data.eval_n_bbox), batch["points"].shape[:2])
     gt = jnp.asarray(batch["occupancy"])
 
     def ious(inside):

@@ -170,7 +170,9 @@ def test_occupancy_metrics_match_hand_counts():
     gt = np.array([[1, 1, 0, 0, 1, 1, 0, 0]], bool)
     pred = np.array([[1, 0, 1, 0, 1, 1, 1, 0]], bool)
     is_bbox = np.array([[1, 1, 1, 1, 0, 0, 0, 0]], bool)
-    metrics = skinning_data.occupancy_metrics(jnp.asarray(pred), {"occupancy": jnp.asarray(gt), "is_bbox": jnp.asarray(is_bbox)})
+    metrics = skinning_data.occupancy_ious(jnp.asarray(pred), jnp.asarray(gt), jnp.asarray(is_bbox))
+    from_config = skinning_data.make_occupancy_metrics(4)(jnp.asarray(pred), {"occupancy": jnp.asarray(gt)})
+    assert {k: float(v[0]) for k, v in from_config.items()} == {k: float(v[0]) for k, v in metrics.items()}
     assert float(metrics["iou_bbox"][0]) == pytest.approx(1 / 3)  # ∧ = {0}, ∨ = {0, 1, 2}
     assert float(metrics["iou_surface"][0]) == pytest.approx(2 / 3)  # ∧ = {4, 5}, ∨ = {4, 5, 6}
 
@@ -212,8 +214,7 @@ def test_lbs_baseline_iou_matches_numpy_reference(data_root, kind):
     assert np.mean(got == expected) >= 0.99  # only points within float error of the surface may differ
     gt = _winding_reference(points[0].astype(np.float64), test.vertices[0].astype(np.float64), subject.faces) > 0.5
     iou_ref = (gt & expected).sum() / (gt | expected).sum()
-    metrics = skinning_data.occupancy_metrics(jnp.asarray(got[None]), {"occupancy": jnp.asarray(gt[None]),
-                                                                       "is_bbox": jnp.ones((1, 300), bool)})
+    metrics = skinning_data.occupancy_ious(jnp.asarray(got[None]), jnp.asarray(gt[None]), jnp.ones((1, 300), bool))
     assert float(metrics["iou_bbox"][0]) == pytest.approx(iou_ref, abs=0.02)
 
 

@@ -51,27 +51,22 @@ class RowBlocked:
 
 
 @dataclasses.dataclass(frozen=True)
-class CoreNetIteration:
+class _FixedSteps:
+    """A solver that runs exactly `num_iterations` unrolled Sinkhorn steps."""
+
+    num_iterations: int = 5
+
+    def __post_init__(self):
+        checked = _positive_int(type(self).__name__, "num_iterations", self.num_iterations)
+        object.__setattr__(self, "num_iterations", checked)
+
+
+class CoreNetIteration(_FixedSteps):
     """3D-CoreNet's fixed-step log-domain Sinkhorn (1e-8 guards), unrolled gradients."""
 
-    num_iterations: int = 5
 
-    def __post_init__(self):
-        object.__setattr__(
-            self, "num_iterations", _positive_int("CoreNetIteration", "num_iterations", self.num_iterations)
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class OttFixedStep:
+class OttFixedStep(_FixedSteps):
     """ott-jax Sinkhorn with exactly `num_iterations` unrolled steps (no 1e-8 guard)."""
-
-    num_iterations: int = 5
-
-    def __post_init__(self):
-        object.__setattr__(
-            self, "num_iterations", _positive_int("OttFixedStep", "num_iterations", self.num_iterations)
-        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -228,13 +228,10 @@ def make_eval_data(config: ml_collections.ConfigDict, data_dir: str | None = Non
                                n_bbox=int(data.eval_n_bbox), n_surface=int(data.eval_n_surface), name=frames.names[t])
             for t in range(len(frames.names))]
     points = np.stack([s.points for s in sets]).astype(np.float32)
-    n_bbox = int(data.eval_n_bbox)
-    is_bbox = np.broadcast_to(np.arange(points.shape[1]) < n_bbox, points.shape[:2]).copy()
     train = subject.splits[str(data.train_split)]
     return ArrayDataset({
         "points": points,
         "occupancy": np.stack([s.occupancy for s in sets]).astype(bool),
-        "is_bbox": is_bbox,
         "transforms": frames.transforms,
         "pose": frames.pose,
         "avg_lbs_inside": _baseline_inside(subject, "avg", train, frames, points),
@@ -242,16 +239,29 @@ def make_eval_data(config: ml_collections.ConfigDict, data_dir: str | None = Non
     })
 
 
-def occupancy_metrics(predicted_inside: jax.Array, batch) -> dict[str, jax.Array]:
-    """Per-frame IoU bbox and IoU surface (B,) of predicted inside labels (B, N) bool (docs/skinning.md,
+def occupancy_ious(predicted_inside: jax.Array, occupancy: jax.Array, is_bbox: jax.Array) -> dict[str, jax.Array]:
+    """Per-frame IoU bbox and IoU surface (B,) of predicted inside labels (B, N) bool against the
+    labels (B, N) bool, over the points where `is_bbox` (B, N) bool is True / False (docs/skinning.md,
     "Evaluation protocol")."""
-    gt, is_bbox = batch["occupancy"], batch["is_bbox"]
-    if predicted_inside.shape != gt.shape:
-        raise ValueError(f"predicted occupancy {predicted_inside.shape} does not match the labels {gt.shape}")
+    if predicted_inside.shape != occupancy.shape or is_bbox.shape != occupancy.shape:
+        raise ValueError(f"predicted occupancy {predicted_inside.shape}, labels {occupancy.shape} and the bbox mask "
+                         f"{is_bbox.shape} must have one shape")  # fmt: skip
     return {
-        "iou_bbox": occupancy_iou(predicted_inside & is_bbox, gt & is_bbox),
-        "iou_surface": occupancy_iou(predicted_inside & ~is_bbox, gt & ~is_bbox),
+        "iou_bbox": occupancy_iou(predicted_inside & is_bbox, occupancy & is_bbox),
+        "iou_surface": occupancy_iou(predicted_inside & ~is_bbox, occupancy & ~is_bbox),
     }
+
+
+def make_occupancy_metrics(n_bbox: int):
+    """The task's `eval_metrics(predicted_inside (B, N), batch)`: each frame's first `n_bbox` evaluation
+    points are the bbox set (`data.eval_n_bbox`), the rest the near-surface set."""
+
+    def eval_metrics(predicted_inside: jax.Array, batch) -> dict[str, jax.Array]:
+        occupancy = batch["occupancy"]
+        is_bbox = jnp.broadcast_to(jnp.arange(occupancy.shape[-1]) < n_bbox, occupancy.shape)
+        return occupancy_ious(predicted_inside, occupancy, is_bbox)
+
+    return eval_metrics
 
 
 BASELINES = {
@@ -287,4 +297,4 @@ def data_config(*, root: str, subject: str = "synth01", garment: str = "skirt", 
 
 
 __all__ = ["BASELINES", "PoolDataset", "SubjectData", "SubjectFrames", "data_config", "ensure_dataset", "load_subject",
-           "make_eval_data", "make_train_data", "occupancy_metrics"]
+           "make_eval_data", "make_occupancy_metrics", "make_train_data", "occupancy_ious"]

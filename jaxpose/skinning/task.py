@@ -142,7 +142,7 @@ def _task_maker(name: str, make_model, logits_fn):
             make_train_data=lambda: skinning_data.make_train_data(config),
             make_eval_data=lambda data_dir, list_file: skinning_data.make_eval_data(config, data_dir, list_file),
             predict=_predict(logits_fn),
-            eval_metrics=skinning_data.occupancy_metrics,
+            eval_metrics=skinning_data.make_occupancy_metrics(int(config.data.eval_n_bbox)),
             baselines=skinning_data.BASELINES,
             supports_mixed_precision=False,
         )

@@ -1,8 +1,8 @@
 """The functional, data-parallel, exactly-resumable training engine and evaluation harness.
 
 Public pieces (one concept per module):
-  task        `Task`: the protocol a model implements to be trained/evaluated
-  registry    `register_task`, `get_task`, `available_tasks`
+  task        `Task` (a model family bound to one config) and `TaskDefinition` (its factory + protocol)
+  registry    `register_task`, `get_definition`, `build_task(config)`, `available_tasks`
   config      `load_config`, `apply_overrides`, `split_config_args`, `save_config`
   data        `batch_indices(seed, step, batch_size, num_items)`, `ArrayDataset`
   optim       `make_optimizer`, `make_schedule`
@@ -12,8 +12,9 @@ Public pieces (one concept per module):
   distributed `resolve_options`, `initialize`, `is_main_process`
   checkpoint  `Checkpointer`, `CheckpointError`
   logs        `MetricsLogger`, `write_loss_curve`, `Progress`
-  loop        `train_and_evaluate(config, workdir, task)`
-  evaluation  `ModelEvaluator`, `evaluate_baseline`, `load_checkpoint`, table writers
+  loop        `train_and_evaluate(config, workdir)`
+  evaluation  `ModelEvaluator`, `evaluate_predictions`, `load_checkpoint`, table writers
+  protocol    `StandardProtocol`, `EvaluationRequest`, `EvaluationReport` (how `jaxpose eval` scores)
   tiny        the `tiny` example task
 Import the submodules directly (this package imports nothing heavy on its own).
 """
