@@ -12,6 +12,8 @@ import pathlib
 import time
 from collections.abc import Mapping, Sequence
 
+from tqdm import tqdm
+
 from jaxpose.io.atomic import atomic_write_bytes, atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
@@ -84,7 +86,7 @@ def write_loss_curve(
     records: Sequence[Mapping], path: str | os.PathLike, keys: Sequence[str] = ("train/loss", "eval/loss")
 ) -> None:
     """Plot the named series against step (log-scale y when positive) to a PNG, atomically."""
-    import matplotlib
+    import matplotlib  # local: only the main process plots, and matplotlib must get the Agg backend first
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
@@ -119,8 +121,6 @@ class Progress:
         self.batch_size = batch_size
         self._bar = None
         if enabled:
-            from tqdm import tqdm
-
             self._bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, mininterval=0.5)
         self._last_time = time.perf_counter()
         self._last_step = start
