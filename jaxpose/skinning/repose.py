@@ -18,7 +18,6 @@ Writes OUT_DIR/canonical.obj and OUT_DIR/pose_000.obj, pose_001.obj, ... (atomic
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 import time
@@ -34,7 +33,7 @@ from jaxpose.io.mesh import save_mesh
 from jaxpose.skinning.cape import CapeDataset
 from jaxpose.skinning.extraction import extract_mesh
 from jaxpose.training import evaluation
-from jaxpose.training.checkpoint import CheckpointError, resolve_checkpoint_dir
+from jaxpose.training.checkpoint import CheckpointError
 from jaxpose.training.sharding import make_mesh
 from jaxpose.training.state import merge_model
 
@@ -76,14 +75,9 @@ def load_poses(path: str | pathlib.Path) -> np.ndarray:
 
 def load_ins(checkpoint: str | pathlib.Path, step: int | None = None):
     """(INS module, its config) restored from an `ins` checkpoint."""
-    directory = resolve_checkpoint_dir(checkpoint)
-    config_path = directory.parent / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} not found: {checkpoint} is not an INS training workdir")
-    task_name = json.loads(config_path.read_text()).get("task")
-    if task_name != "ins":
-        raise ValueError(f"{checkpoint} was trained for task {task_name!r}; jaxpose repose needs an 'ins' checkpoint")
     loaded = evaluation.load_checkpoint(checkpoint, make_mesh(jax.devices()[:1]), step)
+    if loaded.task.name != "ins":
+        raise ValueError(f"{checkpoint} was trained for task {loaded.task.name!r}; jaxpose repose needs an 'ins' checkpoint")
     return merge_model(loaded.graphdef, loaded.state.params, loaded.state.model_state), loaded.config
 
 
