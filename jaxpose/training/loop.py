@@ -150,6 +150,7 @@ def train_and_evaluate(
         checkpointer.save(step_done, state, config, position)
 
     step = start
+    previous_metrics = None
     try:
         with _InterruptFlag() as interrupt:
             while step < num_steps and not interrupt.requested:
@@ -160,6 +161,10 @@ def train_and_evaluate(
                     examples = train_data.take(indices)
                 batch = sharding_lib.shard_batch(examples, mesh, batch_size)
                 state, metrics = train_step(state, batch)
+                # At most two steps in flight: the next batch is prepared on the host while this step
+                # runs, but the dispatch queue (and the host batches it holds) stays bounded.
+                jax.block_until_ready(previous_metrics)
+                previous_metrics = metrics
                 step += 1
                 last = step == num_steps
                 if step % int(config.log_every) == 0 or last:
