@@ -1,6 +1,7 @@
 """The command-line entry points: `python -m train.tiny`, `jaxpose train`, `jaxpose eval`."""
 
 import csv
+import re
 import signal
 import subprocess
 import sys
@@ -78,6 +79,20 @@ def test_eval_cli_tabulates_checkpoint_and_baselines(trained_run, tmp_path, caps
     assert float(rows["tiny:run@30"]["mean_point_error_mean"]) < float(rows["baseline:identity"]["mean_point_error_mean"])
     markdown = (out / "results.md").read_text()
     assert markdown.startswith("| method |") and "| baseline:rotation_only |" in markdown
+
+
+def test_eval_cli_shows_progress_per_method(trained_run, tmp_path, capsys):
+    workdir, _, _ = trained_run
+    data = tmp_path / "data"
+    tiny.write_dataset(data, seed=9, count=6, num_points=16)
+    code = cli_eval.main(["tiny", "--checkpoint", str(workdir), "--baseline", "identity", "--data", str(data),
+                          "--output", str(tmp_path / "results"), "--batch_size", "4"])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    # One bar per method over its batches, marked "compiling" until the first batch returns, then full.
+    for label in ("tiny:run@30", "baseline:identity"):
+        assert re.search(rf"{re.escape(label)}: .*compiling…", err), err
+        assert re.search(rf"{re.escape(label)}: 100%\S* *\S* (\d+)/\1 ", err), err
 
 
 def test_cli_errors_are_clear(trained_run, tmp_path, capsys):

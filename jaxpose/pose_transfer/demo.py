@@ -199,7 +199,7 @@ def evaluate(plan: DemoPlan):
     report = evaluate_pose_transfer(
         checkpoints, ["copy_identity", "deformation_transfer"], data_root=str(plan.data_dir), config=plan.corenet_config,
         permutation_seeds=plan.permutation_seeds, emd=plan.emd, batch_size=int(plan.corenet_config.eval_batch_size),
-        max_triples=plan.max_triples, mesh=mesh,
+        max_triples=plan.max_triples, mesh=mesh, show_progress=plan.progress,
     )  # fmt: skip
     csv_path, md_path = write_evaluation(report, plan.eval_dir)
     return report, pathlib.Path(csv_path), pathlib.Path(md_path)

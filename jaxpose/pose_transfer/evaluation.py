@@ -82,6 +82,7 @@ def evaluate(
     batch_size: int = 8,
     max_triples: int | None = None,
     mesh: Mesh | None = None,
+    show_progress: bool = False,
 ) -> EvaluationReport:
     """Score restored pose-transfer checkpoints (any mix of corenet / npt) and baselines on one test set.
 
@@ -90,7 +91,7 @@ def evaluate(
     `config` supplies `eval.*` defaults (list seed, number of generated triples; default: the first
     checkpoint's); `max_triples` overrides `config.eval.max_triples`. `mesh` defaults to the first
     device only (see below); pass a multi-device mesh only with `emd="none"` and no
-    deformation-transfer baseline.
+    deformation-transfer baseline. `show_progress`: a progress bar per row and seed, over batches.
     """
     for name in baselines:
         if name not in protocol.BASELINES:
@@ -133,14 +134,16 @@ def evaluate(
             evaluator = evaluation.ModelEvaluator(checkpoint.graphdef, predict_fn, metrics_fn, mesh, batch_size, dtype)
             per_seed = []
             for seed in seeds:
-                per_example = evaluator(checkpoint.state.params, checkpoint.state.model_state, datasets[seed])
+                label = f"{row} seed {seed}" if show_progress else None
+                per_example = evaluator(checkpoint.state.params, checkpoint.state.model_state, datasets[seed], label)
                 per_seed.append({k: float(np.mean(v)) for k, v in per_example.items()})
             row = unique_row(results, row)
             results[row] = summarize_over_seeds(per_seed, len(triples))
             row_seconds[row] = time.perf_counter() - start
     for name in baselines:
         start = time.perf_counter()
-        per_example = evaluation.evaluate_predictions(protocol.BASELINES[name], metrics_fn, base, mesh, batch_size)
+        per_example = evaluation.evaluate_predictions(protocol.BASELINES[name], metrics_fn, base, mesh, batch_size,
+                                                      progress=protocol.BASELINE_ROW_NAMES[name] if show_progress else None)
         row = unique_row(results, protocol.BASELINE_ROW_NAMES[name])
         results[row] = summarize_over_seeds([{k: float(np.mean(v)) for k, v in per_example.items()}], len(triples))
         row_seconds[row] = time.perf_counter() - start
@@ -194,5 +197,5 @@ class PoseTransferProtocol:
             request.checkpoints, request.baselines, data_root=data_root, list_file=request.list_file, config=config,
             permutation_seeds=seeds, emd=getattr(options, "emd", "exact"),
             raw_warp=not getattr(options, "no_raw_warp", False), batch_size=batch_size,
-            max_triples=getattr(options, "max_triples", None), mesh=request.mesh,
+            max_triples=getattr(options, "max_triples", None), mesh=request.mesh, show_progress=True,
         )  # fmt: skip

@@ -1,14 +1,18 @@
 """Orbax checkpoints of the training state, the resolved config and the data-iterator position.
 
-Each checkpoint step directory holds a Composite of three items: `state` (StandardSave of the
+Each checkpoint step directory holds a Composite of four items: `state` (StandardSave of the
 `TrainState`, flattened to a nested dict with string keys), `config` (JsonSave of the resolved
-config) and `data` (JsonSave of the iterator position, see `data.data_position`). Orbax writes into a
-temporary directory and renames it on commit, so a checkpoint is either complete or invisible.
+config), `data` (JsonSave of the iterator position, see `data.data_position`) and `integrity`
+(JsonSave of per-array SHA-256 digests, see `integrity.py`). Orbax writes into a temporary directory
+and renames it on commit, so a checkpoint is either complete or invisible.
 
 Restoring takes an abstract target (ShapeDtypeStructs carrying the *current* shardings), so a
 checkpoint saved on 8 devices restores on 1 and vice versa. Before calling Orbax the saved config and
 the saved array metadata are checked against the target; any mismatch or unreadable file raises
-`CheckpointError` naming what does not match.
+`CheckpointError` naming what does not match. After restoring, every array's digest is compared with
+the one recorded at save time and the floating arrays must be finite; either failure is a
+`CheckpointError` naming the arrays (a checkpoint written before digests existed is restored with a
+warning).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import sys
+import warnings
 from typing import Any
 
 import jax
@@ -23,9 +29,10 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from jaxpose.training.config import config_differences, config_from_dict
+from jaxpose.training.integrity import array_digests, digest_mismatches, non_finite_arrays
 from jaxpose.training.state import TrainState
 
-_ITEMS = ("state", "config", "data")
+_ITEMS = ("state", "config", "data", "integrity")
 
 
 class CheckpointError(ValueError):
@@ -34,10 +41,38 @@ class CheckpointError(ValueError):
 
 def _describe(error: BaseException, limit: int = 600) -> str:
     """`Type: message`, without tensorstore's long spec dumps, at most `limit` characters."""
-    text = str(error).split(" [tensorstore_spec=", 1)[0].strip()
+    text = str(error)
+    for marker in (" [tensorstore_spec=", " See full TensorStore details"):
+        text = text.split(marker, 1)[0]
+    text = text.strip()
     if len(text) > limit:
         text = text[:limit] + " ..."
     return f"{type(error).__name__}: {text}"
+
+
+def _silence_orbax_read_failure_noise() -> None:
+    """After a failed restore, Orbax's pending array reads finish on closed event loops and print one
+    traceback per array ("Event loop is closed", "Exception ignored in ... _read_array_index...")
+    through `sys.unraisablehook`, burying the one-line CheckpointError. Install (once, process-wide)
+    a hook that drops exactly those and passes everything else to the previous hook."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_jaxpose_filter", False):
+        return
+
+    def hook(unraisable):
+        text = str(unraisable.exc_value)
+        where = getattr(getattr(unraisable, "object", None), "__qualname__", "") or ""
+        if text == "Event loop is closed" or "_read_array_index" in where or "_read_array_index" in str(unraisable.object):
+            return
+        previous(unraisable)
+
+    hook._jaxpose_filter = True
+    sys.unraisablehook = hook
+
+
+def _listing(problems: list[str], limit: int = 12) -> str:
+    more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
+    return "\n  ".join(problems[:limit]) + more
 
 
 def _key_name(key) -> str:
@@ -122,6 +157,7 @@ class Checkpointer:
                 "state": ocp.StandardCheckpointHandler(),
                 "config": ocp.JsonCheckpointHandler(),
                 "data": ocp.JsonCheckpointHandler(),
+                "integrity": ocp.JsonCheckpointHandler(),
             },
         )
 
@@ -137,12 +173,16 @@ class Checkpointer:
         """Start an (asynchronous) save of `state` at `step`; call on every process."""
         if step in self._manager.all_steps():
             return
+        tree = state_to_tree(state)
+        # Hashed now, synchronously: the caller may donate the state's buffers right after this call.
+        digests = array_digests(_flatten_nested(tree))
         self._manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state_to_tree(state)),
+                state=ocp.args.StandardSave(tree),
                 config=ocp.args.JsonSave(config.to_dict()),
                 data=ocp.args.JsonSave(dict(data_position)),
+                integrity=ocp.args.JsonSave(digests),
             ),
             force=True,
         )
@@ -184,6 +224,7 @@ class Checkpointer:
         try:
             metadata = self._manager.item_metadata(step)["state"]
         except Exception as error:
+            _silence_orbax_read_failure_noise()
             raise CheckpointError(
                 f"checkpoint {self._where(step)}: state metadata is missing or corrupt ({_describe(error)})"
             ) from error
@@ -208,6 +249,41 @@ class Checkpointer:
             more = f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else ""
             raise CheckpointError(
                 f"checkpoint {self._where(step)} does not match the model/optimizer of this run:\n  {shown}{more}"
+            )
+
+    def _read_digests(self, step: int) -> dict | None:
+        """The digests saved with `step`, or None for a checkpoint written before they existed."""
+        if not (self.directory / str(step) / "integrity").exists():
+            return None
+        try:
+            digests = self._manager.restore(step, args=ocp.args.Composite(integrity=ocp.args.JsonRestore()))["integrity"]
+        except Exception as error:
+            raise CheckpointError(
+                f"checkpoint {self._where(step)}: integrity record is missing or corrupt ({_describe(error)})"
+            ) from error
+        if not isinstance(digests, dict):
+            raise CheckpointError(f"checkpoint {self._where(step)}: integrity record is not a JSON object")
+        return digests
+
+    def _check_content(self, step: int, restored_tree: dict) -> None:
+        """Digests equal to the saved ones, and no NaN/Inf anywhere in the state."""
+        flat = _flatten_nested(restored_tree)
+        digests = self._read_digests(step)
+        if digests is None:
+            warnings.warn(f"checkpoint {self._where(step)} has no integrity record (written by an older jaxpose); "
+                          "its arrays cannot be verified", stacklevel=3)  # fmt: skip
+        else:
+            problems = digest_mismatches(digests, flat)
+            if problems:
+                raise CheckpointError(
+                    f"checkpoint {self._where(step)} is corrupt: array content differs from what was saved "
+                    f"(files under {self._where(step)}/state):\n  " + _listing(problems)
+                )
+        problems = non_finite_arrays(flat)
+        if problems:
+            raise CheckpointError(
+                f"checkpoint {self._where(step)} holds non-finite values (a diverged run; use an earlier step):\n  "
+                + _listing(problems)
             )
 
     def restore(
@@ -243,9 +319,11 @@ class Checkpointer:
         except CheckpointError:
             raise
         except Exception as error:
+            _silence_orbax_read_failure_noise()
             raise CheckpointError(
                 f"checkpoint {self._where(step)} is unreadable or corrupt ({_describe(error)})"
             ) from error
+        self._check_content(step, restored["state"])
         saved_step = int(jax.device_get(state.step.addressable_data(0)))
         if saved_step != step or data_position.get("next_step") != step:
             raise CheckpointError(

@@ -12,7 +12,8 @@ import sys
 from jaxpose.training import distributed
 from jaxpose.training.checkpoint import CheckpointError
 from jaxpose.training.config import apply_overrides, load_config, split_config_args
-from jaxpose.training.loop import train_and_evaluate
+from jaxpose.training.loop import TrainingDivergedError, train_and_evaluate
+from jaxpose.training.workdir_lock import WorkdirLockedError
 
 EPILOG = """\
 config overrides: --config.KEY=VALUE (e.g. --config.optimizer.lr=1e-3), typed by the field they replace.
@@ -55,7 +56,8 @@ def main(argv: list[str], prog: str = "jaxpose train") -> int:
         if str(config.get("task", "")) != args.task:
             raise ValueError(f"{config_path} is a config for task {config.get('task', None)!r}, not {args.task!r}")
         result = train_and_evaluate(config, args.workdir, show_progress=not args.no_progress)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, CheckpointError) as error:
+    except (ValueError, KeyError, TypeError, FileNotFoundError, CheckpointError, TrainingDivergedError,
+            WorkdirLockedError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 import jax
 import numpy as np
 from jax.sharding import Mesh
+from tqdm import tqdm
 
 from jaxpose.io.atomic import atomic_write_text
 from jaxpose.training import sharding as sharding_lib
@@ -47,19 +48,33 @@ def padded_batch_size(batch_size: int, mesh: Mesh) -> int:
 
 
 def per_example_metrics(
-    compiled_step: Callable, leading_args: tuple, dataset: ArrayDataset, batch_size: int, mesh: Mesh
+    compiled_step: Callable, leading_args: tuple, dataset: ArrayDataset, batch_size: int, mesh: Mesh,
+    progress: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run `compiled_step(*leading_args, batch)` over the dataset; per-example metrics (N,) float64."""
+    """Run `compiled_step(*leading_args, batch)` over the dataset; per-example metrics (N,) float64.
+
+    `progress`: a label for a progress bar over batches (stderr, main process only; the first batch
+    is marked "compiling" until it returns); None for none.
+    """
     batch_size = padded_batch_size(batch_size, mesh)
     rows = process_rows(batch_size, jax.process_index(), jax.process_count())
     collected: dict[str, list[np.ndarray]] = {}
-    for batch, num_valid in dataset.eval_batches(batch_size):
+    num_batches = -(-len(dataset) // batch_size)
+    bar = tqdm(total=num_batches, desc=progress, unit="batch", leave=True, dynamic_ncols=True,
+               disable=progress is None or jax.process_index() != 0)  # fmt: skip
+    for number, (batch, num_valid) in enumerate(dataset.eval_batches(batch_size)):
+        if number == 0:
+            bar.set_postfix_str("compiling…")
         local = {name: value[rows] for name, value in batch.items()}
-        metrics = compiled_step(*leading_args, sharding_lib.shard_batch(local, mesh, batch_size))
-        for name, value in sharding_lib.to_host(metrics).items():
+        metrics = sharding_lib.to_host(compiled_step(*leading_args, sharding_lib.shard_batch(local, mesh, batch_size)))
+        if number == 0:
+            bar.set_postfix_str("", refresh=False)
+        bar.update(1)
+        for name, value in metrics.items():
             if np.shape(value) != (batch_size,):
                 raise ValueError(f"eval metric {name!r} has shape {np.shape(value)}, expected per-example ({batch_size},)")
             collected.setdefault(name, []).append(np.asarray(value[:num_valid], np.float64))
+    bar.close()
     return {name: np.concatenate(parts) for name, parts in collected.items()}
 
 
@@ -87,8 +102,9 @@ class ModelEvaluator:
         """The evaluator of `task`'s own prediction and metrics."""
         return cls(graphdef, task.predict, task.eval_metrics, mesh, batch_size, compute_dtype)
 
-    def __call__(self, params, model_state, dataset: ArrayDataset) -> dict[str, np.ndarray]:
-        return per_example_metrics(self._step, (params, model_state), dataset, self.batch_size, self.mesh)
+    def __call__(self, params, model_state, dataset: ArrayDataset, progress: str | None = None) -> dict[str, np.ndarray]:
+        """Per-example metrics (N,); `progress` labels a progress bar over batches (None: silent)."""
+        return per_example_metrics(self._step, (params, model_state), dataset, self.batch_size, self.mesh, progress)
 
     @property
     def num_compilations(self) -> int:
@@ -96,11 +112,13 @@ class ModelEvaluator:
 
 
 def evaluate_predictions(
-    predict: Callable[[dict], object], eval_metrics: Callable, dataset: ArrayDataset, mesh: Mesh, batch_size: int
+    predict: Callable[[dict], object], eval_metrics: Callable, dataset: ArrayDataset, mesh: Mesh, batch_size: int,
+    progress: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-example metrics (N,) of a non-learned `predict(batch)` (a baseline) on `dataset`."""
+    """Per-example metrics (N,) of a non-learned `predict(batch)` (a baseline) on `dataset`; `progress`
+    labels a progress bar (None: silent)."""
     compiled = step_lib.jit_eval_step(step_lib.make_predictions_eval_step(predict, eval_metrics), mesh, 0)
-    return per_example_metrics(compiled, (), dataset, batch_size, mesh)
+    return per_example_metrics(compiled, (), dataset, batch_size, mesh, progress)
 
 
 def baseline(task: Task, name: str) -> Callable[[dict], object]:

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import pathlib
+import sys
 import time
 from collections.abc import Mapping, Sequence
 
@@ -137,6 +138,12 @@ class Progress:
             self._bar.set_postfix(postfix, refresh=False)
         self._last_time, self._last_step = now, step
         return rate
+
+    def note(self, text: str) -> None:
+        """A status line above the bar (e.g. while the first step compiles); silent when disabled."""
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stderr)
+            self._bar.refresh()
 
     def close(self) -> None:
         if self._bar is not None:

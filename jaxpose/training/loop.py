@@ -5,7 +5,13 @@ rows, sharded over the mesh; the jitted pure update runs; metrics are fetched ev
 steps. Checkpoints every `checkpoint_every` steps and at the end (and on Ctrl-C); an existing
 checkpoint in `workdir/checkpoints` is resumed exactly. Files are written by process 0 only.
 
-Workdir layout: config.json, metrics.jsonl, tensorboard/, loss_curve.png, checkpoints/<step>/.
+Faults: the workdir is locked for the run (a second run on it fails at once, `workdir_lock.py`);
+`config.json` is written only once the config is known to match the checkpoint being resumed; a step
+whose loss, gradient or update is not finite leaves the state unchanged and stops the run with
+`TrainingDivergedError` naming the step and the last good checkpoint, so a non-finite state is never
+saved (`step.py`).
+
+Workdir layout: config.json, metrics.jsonl, tensorboard/, loss_curve.png, checkpoints/<step>/, .lock.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 import jax
@@ -30,15 +38,20 @@ from jaxpose.training.config import save_config
 from jaxpose.training.data import batch_epochs, batch_indices, data_position, process_rows, steps_per_epoch
 from jaxpose.training.distributed import is_main_process
 from jaxpose.training.evaluation import ModelEvaluator, summarize
-from jaxpose.training.optim import make_optimizer
+from jaxpose.training.optim import make_optimizer, validate_optimizer_config
 from jaxpose.training.state import TrainState, abstract_train_state, create_train_state, model_graphdef
 from jaxpose.training.registry import build_task
 from jaxpose.training.task import Task
+from jaxpose.training.workdir_lock import workdir_lock
 
 REQUIRED_KEYS = (
     "task", "seed", "batch_size", "num_steps", "log_every", "eval_every", "checkpoint_every",
     "keep_checkpoints", "eval_batch_size", "compute_dtype", "optimizer",
 )  # fmt: skip
+
+
+class TrainingDivergedError(RuntimeError):
+    """A train step produced a non-finite loss, gradient or update; the run stopped before it."""
 
 
 @dataclasses.dataclass
@@ -60,6 +73,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for key in ("eval_every", "checkpoint_every"):
         if int(config[key]) < 0:
             raise ValueError(f"config.{key} must be >= 0 (0 disables), got {config[key]}")
+    validate_optimizer_config(config.optimizer)
 
 
 class _InterruptFlag:
@@ -107,9 +121,25 @@ def train_and_evaluate(
         raise ValueError(f"config.task is {config.task!r} but the task given is {task.name!r}")
     main = is_main_process()
     workdir = pathlib.Path(workdir)
-    if main:
-        workdir.mkdir(parents=True, exist_ok=True)
-        save_config(config, workdir / "config.json")
+    with workdir_lock(workdir) if main else contextlib.nullcontext():
+        return _train(config, workdir, task, mesh, on_step_end, show_progress and main, main)
+
+
+def _non_finite_step(step_number: int, metrics: dict, checkpointer: Checkpointer, workdir: pathlib.Path):
+    """The error for step `step_number` (1-based) whose update was rejected as non-finite."""
+    checkpointer.wait_until_finished()
+    last = checkpointer.latest_step()
+    where = f"{workdir / 'checkpoints' / str(last)} (step {last})" if last is not None else "none (no checkpoint yet)"
+    values = sharding_lib.to_host({k: metrics[k] for k in ("loss", "grad_norm") if k in metrics})
+    shown = ", ".join(f"{k} {float(v):.4g}" for k, v in values.items())
+    return TrainingDivergedError(
+        f"step {step_number}: non-finite loss, gradient or update ({shown}); the run stopped and that step was not "
+        f"applied or saved. Last good checkpoint: {where}. Lower optimizer.lr, enable optimizer.clip_grad_norm, "
+        "or check the data for NaN/Inf"
+    )
+
+
+def _train(config, workdir: pathlib.Path, task: Task, mesh, on_step_end, show_progress: bool, main: bool) -> TrainResult:
     mesh = sharding_lib.make_mesh() if mesh is None else mesh
     seed, batch_size, num_steps = int(config.seed), int(config.batch_size), int(config.num_steps)
     sharding_lib.check_batch_size(batch_size, mesh)
@@ -122,19 +152,25 @@ def train_and_evaluate(
     graphdef = model_graphdef(task)
 
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=int(config.keep_checkpoints))
-    resumed_from = checkpointer.latest_step()
-    if resumed_from is not None:
-        abstract = abstract_train_state(task, tx, mesh)
-        restored = checkpointer.restore(abstract, step=resumed_from, expected_config=config)
-        expected_position = data_position(seed, resumed_from, batch_size, num_items)
-        if restored.data_position != expected_position:
-            raise CheckpointError(
-                f"checkpoint {workdir / 'checkpoints' / str(resumed_from)}: data-iterator position "
-                f"{restored.data_position} does not match this run's data {expected_position}"
-            )
-        state = restored.state
-    else:
-        _, state = create_train_state(task, tx, mesh)
+    try:
+        resumed_from = checkpointer.latest_step()
+        if resumed_from is not None:
+            abstract = abstract_train_state(task, tx, mesh)
+            restored = checkpointer.restore(abstract, step=resumed_from, expected_config=config)
+            expected_position = data_position(seed, resumed_from, batch_size, num_items)
+            if restored.data_position != expected_position:
+                raise CheckpointError(
+                    f"checkpoint {workdir / 'checkpoints' / str(resumed_from)}: data-iterator position "
+                    f"{restored.data_position} does not match this run's data {expected_position}"
+                )
+            state = restored.state
+        else:
+            _, state = create_train_state(task, tx, mesh)
+    except BaseException:
+        checkpointer.close()
+        raise
+    if main:  # only now: a rejected resume must not overwrite the config of the run it belongs to
+        save_config(config, workdir / "config.json")
     start = resumed_from or 0
 
     train_step = step_lib.jit_train_step(
@@ -142,12 +178,16 @@ def train_and_evaluate(
     )
     evaluator = ModelEvaluator.for_task(task, graphdef, mesh, int(config.eval_batch_size), compute_dtype) if eval_data else None
     logger = logs.MetricsLogger(workdir, enabled=main, resume_step=resumed_from)
-    progress = logs.Progress(start, num_steps, batch_size, enabled=main and show_progress)
+    progress = logs.Progress(start, num_steps, batch_size, enabled=show_progress)
     rows = process_rows(batch_size, jax.process_index(), jax.process_count())
 
     def save(step_done: int) -> None:
         position = data_position(seed, step_done, batch_size, num_items)
         checkpointer.save(step_done, state, config, position)
+
+    def check(step_number: int, metrics: dict | None) -> None:
+        if metrics is not None and not float(sharding_lib.to_host(metrics[step_lib.FINITE_METRIC])):
+            raise _non_finite_step(step_number, metrics, checkpointer, workdir)
 
     step = start
     previous_metrics = None
@@ -160,26 +200,38 @@ def train_and_evaluate(
                 else:
                     examples = train_data.take(indices)
                 batch = sharding_lib.shard_batch(examples, mesh, batch_size)
+                if step == start:
+                    progress.note("compiling the train step (the first step waits for it)…")
+                    compile_start = time.perf_counter()
                 state, metrics = train_step(state, batch)
+                if step == start:
+                    progress.note(f"train step compiled in {time.perf_counter() - compile_start:.1f} s")
                 # At most two steps in flight: the next batch is prepared on the host while this step
                 # runs, but the dispatch queue (and the host batches it holds) stays bounded.
-                jax.block_until_ready(previous_metrics)
+                check(step, previous_metrics)
                 previous_metrics = metrics
                 step += 1
                 last = step == num_steps
                 if step % int(config.log_every) == 0 or last:
                     scalars = sharding_lib.to_host(metrics)
+                    check(step, metrics)
+                    scalars.pop(step_lib.FINITE_METRIC)
                     rate = progress.update(step, float(scalars["loss"]))
                     scalars["items_per_second"] = rate
                     logger.write(step, {f"train/{k}": v for k, v in scalars.items()})
                 if evaluator is not None and (step % int(config.eval_every) == 0 or last):
+                    check(step, metrics)
+                    if evaluator.num_compilations == 0:
+                        progress.note("compiling the eval step…")
                     summary = summarize(evaluator(state.params, state.model_state, eval_data))
                     logger.write(step, {f"eval/{k}": v.mean for k, v in summary.items()})
                 if int(config.checkpoint_every) and step % int(config.checkpoint_every) == 0:
+                    check(step, metrics)
                     save(step)
                 if on_step_end is not None:
                     on_step_end(step, state)
             interrupted = step < num_steps
+            check(step, previous_metrics)
             if step > start or resumed_from is None:
                 save(step)
             checkpointer.wait_until_finished()

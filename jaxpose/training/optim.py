@@ -9,10 +9,46 @@ step).
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 import optax
 
 SCHEDULES = ("constant", "constant_then_linear", "cosine")
+MAX_LEARNING_RATE = 1.0
+"""Adam's step is ~lr per parameter; above 1 (a metre per step for coordinates) training only diverges."""
+
+# field -> (lowest, highest, lowest allowed?, highest allowed?)
+_RANGES = {
+    "lr": (0.0, MAX_LEARNING_RATE, False, True),
+    "b1": (0.0, 1.0, True, False),
+    "b2": (0.0, 1.0, True, False),
+    "eps": (0.0, 1.0, False, True),
+    "weight_decay": (0.0, 1.0, True, True),
+    "clip_grad_norm": (0.0, math.inf, True, False),
+    "warmup_steps": (0.0, math.inf, True, False),
+    "final_lr_fraction": (0.0, 1.0, True, True),
+    "constant_epochs": (0.0, math.inf, True, False),
+    "decay_epochs": (0.0, math.inf, True, False),
+}
+
+
+def validate_optimizer_config(opt: ml_collections.ConfigDict) -> None:
+    """Raise ValueError naming the field when a hyper-parameter is not a finite number in its range."""
+    for name, (low, high, low_ok, high_ok) in _RANGES.items():
+        if name not in opt:
+            continue
+        try:
+            value = float(opt[name])
+        except (TypeError, ValueError):
+            raise ValueError(f"optimizer.{name} must be a number, got {opt[name]!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"optimizer.{name} must be finite, got {value}")
+        above = value > low or (low_ok and value == low)
+        below = value < high or (high_ok and value == high)
+        if not (above and below):
+            interval = f"{'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}"
+            raise ValueError(f"optimizer.{name} = {value:g} is outside {interval}")
 
 
 def make_schedule(

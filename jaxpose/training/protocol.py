@@ -95,12 +95,14 @@ class StandardProtocol:
             dtype = compute_dtype_from_name(checkpoint.config.get("compute_dtype", "float32"), checkpoint.task)
             evaluator = evaluation.ModelEvaluator.for_task(checkpoint.task, checkpoint.graphdef, request.mesh,
                                                            batch_size, dtype)  # fmt: skip
-            per_example = evaluator(checkpoint.state.params, checkpoint.state.model_state, dataset)
-            results[unique_row(results, f"{checkpoint.task.name}:{checkpoint.name}")] = evaluation.summarize(per_example)
+            row = unique_row(results, f"{checkpoint.task.name}:{checkpoint.name}")
+            per_example = evaluator(checkpoint.state.params, checkpoint.state.model_state, dataset, progress=row)
+            results[row] = evaluation.summarize(per_example)
         for name, predict in predictors.items():
+            row = unique_row(results, f"baseline:{name}")
             per_example = evaluation.evaluate_predictions(predict, task.eval_metrics, dataset, request.mesh,
-                                                          batch_size)  # fmt: skip
-            results[unique_row(results, f"baseline:{name}")] = evaluation.summarize(per_example)
+                                                          batch_size, progress=row)  # fmt: skip
+            results[row] = evaluation.summarize(per_example)
         return EvaluationReport(results, len(dataset))
 
 

@@ -5,6 +5,10 @@ its gradient with respect to the parameters, applies the optax update, and carri
 variables the forward pass wrote (e.g. spectral-norm vectors) into the new state. Nothing outside the
 arguments is read or mutated.
 
+Divergence guard: when the loss, the gradient norm or the update norm is not finite, the step returns
+its input state unchanged (step counter included) and the metric `finite` = 0; the loop stops the run
+there (see `loop.py`), so a NaN never reaches the parameters or a checkpoint.
+
 Mixed precision: with `compute_dtype=bfloat16` parameters, model state and floating batch entries are
 cast to bf16 for the forward/backward pass; the parameters, optimiser state and model state stay
 float32 (gradients arrive in float32 through the cast), and the loss is reported in float32.
@@ -25,6 +29,8 @@ from jaxpose.training.state import TrainState, merge_model, split_model
 from jaxpose.training.task import Task
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+FINITE_METRIC = "finite"
+"""Train-step metric: 1 when the step's loss, gradient and update were finite (and applied), else 0."""
 
 
 def compute_dtype_from_name(name: str, task: Task | None = None):
@@ -82,6 +88,9 @@ def make_train_step(
             model_state=_cast_like(new_model_state, state.model_state),
             opt_state=opt_state,
         )
+        finite = jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"]) & jnp.isfinite(optax.tree.norm(updates))
+        metrics[FINITE_METRIC] = finite.astype(jnp.float32)
+        new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
         return new_state, metrics
 
     return train_step
