@@ -15,7 +15,8 @@ import scipy.sparse
 from test_body_model import lbs_reference
 
 from jaxpose.bodies import SMPL_JOINT_NAMES, SMPL_PARENTS, UnsafePickleError, forward, load_body, load_smpl_pickle
-from jaxpose.bodies.chumpy_pickle import load_chumpy_safe, loads_chumpy_safe
+from jaxpose.bodies.chumpy_pickle import MalformedPickleError, load_chumpy_safe, loads_chumpy_safe
+from jaxpose.io.arrays import ArrayFileError
 
 UINT32_MINUS_ONE = 4294967295
 
@@ -323,3 +324,112 @@ def test_smplx_like_npz_with_object_arrays(tmp_path):
     verts, joints, _ = lbs_reference(body, betas, pose, np.zeros(3))
     np.testing.assert_allclose(out.vertices, verts, atol=1e-12)
     np.testing.assert_allclose(out.joints, joints, atol=1e-12)
+
+
+class _Reduces:
+    """Pickles as `func(*args)` (plus `state` for BUILD, if given): how a crafted file calls allow-listed globals."""
+
+    def __init__(self, func, args, state=None):
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self):
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
+
+
+def _reconstruct():
+    from numpy._core import multiarray
+
+    return multiarray._reconstruct
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(lambda: _Reduces(bytearray, (10**11,)), id="bytearray"),
+        pytest.param(lambda: _Reduces(bytes, (10**11,)), id="bytes"),
+        pytest.param(lambda: _Reduces(list, (range(10**11),)), id="list-of-range"),
+        pytest.param(lambda: _Reduces(_reconstruct(), (np.ndarray, (10**11,), b"b")), id="ndarray-shape"),
+        pytest.param(lambda: _Reduces(_reconstruct(), (np.ndarray, (0,), b"b"),
+                                      (1, (10**11,), np.dtype("O"), False, [1, 2])), id="object-array-state"),
+    ],
+)
+def test_pickle_allocation_bombs_are_refused_before_allocating(tmp_path, payload):
+    # protocol 4: protocol 2 spells range as __builtin__.xrange, which is not allow-listed
+    path = _write(tmp_path, "bomb.pkl", pickle.dumps({"v_template": payload()}, protocol=4))
+    with pytest.raises(MalformedPickleError, match=r"bomb\.pkl.*refusing to build .* bytes: .* at most") as info:
+        load_body(path)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(MalformedPickleError, match="at most"):
+        loads_chumpy_safe(path.read_bytes())
+
+
+def test_pickle_with_unknown_or_binary_codec_names_the_file(tmp_path):
+    import codecs
+
+    bogus = _write(tmp_path, "codec.pkl", pickle.dumps({"x": _Reduces(codecs.encode, ("x", "no-such-codec"))}, protocol=2))
+    with pytest.raises(MalformedPickleError, match=r"codec\.pkl.*unknown encoding 'no-such-codec'"):
+        load_body(bogus)
+    # Binary codecs (zlib, base64, ...) are not how pickles spell bytes: refused, not run.
+    zlib_codec = _write(tmp_path, "zlib.pkl", pickle.dumps({"x": _Reduces(codecs.encode, ("x", "zlib_codec"))}, protocol=2))
+    with pytest.raises(MalformedPickleError, match=r"zlib\.pkl.*only latin-1, ascii and utf-8"):
+        load_body(zlib_codec)
+
+
+@pytest.mark.parametrize(
+    "data, problem",
+    [
+        (b"\x80\x02c__builtin__\nint\nX\x03\x00\x00\x00abc\x85R.", "ValueError"),  # int("abc")
+        (b"\x80\x02c__builtin__\ncomplex\n]\x85R.", "TypeError"),  # complex([])
+        (b"\x80\x02X\x02\x00\x00\x00\xff\xfe.", "UnicodeDecodeError"),  # invalid UTF-8 in BINUNICODE
+        (b"\x80\x02}q\x00(", "EOFError|pickle data was truncated|UnpicklingError"),
+        (b"\x80\x02h\x09.", "Memo value not found"),  # BINGET of a memo slot that was never set
+    ],
+)
+def test_every_unpickling_failure_becomes_the_named_error(tmp_path, data, problem):
+    path = _write(tmp_path, "broken.pkl", data)
+    with pytest.raises(MalformedPickleError, match=rf"broken\.pkl: not a readable model pickle .*({problem})"):
+        load_chumpy_safe(path)
+
+
+def test_garbage_npz_says_not_a_body_file_without_pickle_advice(tmp_path):
+    garbage = _write(tmp_path, "garbage.npz", np.random.default_rng(0).bytes(512))
+    with pytest.raises(ArrayFileError, match=r"garbage\.npz: not a valid \.npz body file") as info:
+        load_body(garbage)
+    assert "allow_pickle" not in str(info.value)
+    # A zip whose required array is a pickled object array: named, without advice to unpickle it.
+    pickled = tmp_path / "pickled_member.npz"
+    np.savez(pickled, v_template=np.array([{"a": 1}], dtype=object), shapedirs=np.zeros((1, 3, 1)),
+             weights=np.ones((1, 1)), f=np.zeros((1, 3), np.int32), parents=np.array([-1]), J_template=np.zeros((1, 3)))
+    with pytest.raises(ArrayFileError, match=r"pickled_member\.npz: array 'v_template' .* pickled") as info:
+        load_body(pickled)
+    assert "allow_pickle" not in str(info.value)
+    empty = _write(tmp_path, "empty.npz", b"")
+    with pytest.raises(ArrayFileError, match=r"empty\.npz: .*empty"):
+        load_body(empty)
+
+
+def _garbage_readers():
+    """(file name, reader) of every jaxpose reader of .npy/.npz files that must not leak NumPy's pickle advice."""
+    from jaxpose.io.arrays import load_npy, load_npz
+    from jaxpose.pose_transfer.torch_import import read_state_dict
+    from jaxpose.skinning.cape import CapeFormatError, read_frame
+    from jaxpose.training import tiny
+
+    return [
+        ("body.npz", lambda p: load_body(p), ArrayFileError),
+        ("arrays.npz", lambda p: load_npz(p, "array file"), ArrayFileError),
+        ("array.npy", lambda p: load_npy(p, "array file"), ArrayFileError),
+        ("frame.npz", lambda p: read_frame(p), CapeFormatError),
+        ("weights.npz", lambda p: read_state_dict(p), ArrayFileError),
+        ("tiny_0000.npz", lambda p: tiny.load_dataset(p.parent), ArrayFileError),
+    ]
+
+
+@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize("content", [b"\x80\x04garbage that NumPy would try to unpickle", b""])
+def test_garbage_array_files_name_the_file_without_pickle_advice(tmp_path, index, content):
+    name, read, error = _garbage_readers()[index]
+    path = _write(tmp_path, name, content)
+    with pytest.raises(error, match=rf"{name}: not a valid \.np[yz]") as info:
+        read(path)
+    assert "allow_pickle" not in str(info.value)

@@ -2,6 +2,9 @@
 
 import json
 import os
+import pathlib
+import re
+import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +14,8 @@ import trimesh
 
 from jaxpose.bodies import SMPL_PARENTS, BodyModel
 from jaxpose.bodies.poses import npt_pose
-from jaxpose.pose_transfer import data_cli
+from jaxpose.bodies import default_body
+from jaxpose.pose_transfer import data_cli, npt_data, npt_resources
 from jaxpose.pose_transfer.npt_data import (
     NptConfig,
     generate_npt_dataset,
@@ -19,6 +23,15 @@ from jaxpose.pose_transfer.npt_data import (
     pose_index_plan,
     sample_betas,
 )
+from jaxpose.pose_transfer.npt_resources import (
+    NptResourceError,
+    OutputDirectoryError,
+    available_memory_bytes,
+    npt_estimate,
+)
+from jaxpose.pose_transfer.pairs import check_data_config, make_train_pairs
+from jaxpose.pose_transfer.task import CORENET_TASK
+from jaxpose.training.config import load_config
 from jaxpose.pose_transfer.dataset import PoseTransferData
 from jaxpose.pose_transfer.sampling import gather_pairs, random_permutation_batch, sample_train_pairs
 from jaxpose.pose_transfer.test_lists import (
@@ -148,7 +161,7 @@ def test_npt_uniform_betas_warn(tmp_path, synthetic_body):
     samples = np.stack([sample_betas(0, i, 8, "npt_uniform") for i in range(500)])
     assert samples.min() >= -4 and samples.max() <= 4 and samples.min() < -3.9 and samples.max() > 3.9
     with pytest.warns(UserWarning, match="implausible"):
-        generate_npt_dataset(tmp_path / "u", NptConfig(identities=1, poses=1, beta_mode="npt_uniform"),
+        generate_npt_dataset(tmp_path / "u", NptConfig(identities=2, poses=2, beta_mode="npt_uniform"),
                              body=synthetic_body, progress=False)
     with pytest.raises(ValueError, match="beta_mode"):
         NptConfig(beta_mode="wide")
@@ -426,3 +439,146 @@ def test_cli_npt_on_default_body(tmp_path, capsys):
     assert "overwrite" in capsys.readouterr().err
     assert data_cli.main(["npt", "--out", str(tmp_path / "x"), "--poses", "0"], prog="jaxpose data") == 1
     assert "poses must be" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Refusals before anything is written, stale temporary files, progress (issue #10)
+# ---------------------------------------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    """The pid of a child that has exited and been reaped."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def _run_cli(argv, capsys) -> tuple[int, str, str]:
+    code = data_cli.main(["npt", *argv, "--no-progress"], prog="jaxpose data")
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_stale_temp_files_of_a_killed_run_are_removed(tmp_path, synthetic_body):
+    out = tmp_path / "d"
+    generate_npt_dataset(out, CONFIG, body=synthetic_body, progress=False, chunk_size=2)
+    killed = out / f".id0_200.obj.{_dead_pid()}.0123456789ab.tmp"  # what kill -9 mid-write leaves
+    running = out / f".id0_201.obj.{os.getpid()}.0123456789ab.tmp"  # a live writer's: kept
+    killed.write_text("v 0 0")
+    running.write_text("v 0 0")
+    generate_npt_dataset(out, CONFIG, body=synthetic_body, overwrite=True, progress=False, chunk_size=2)
+    assert not killed.exists()
+    assert running.read_text() == "v 0 0"
+    assert PoseTransferData.open(out).identities == (0, 1, 2)
+
+
+def test_too_big_request_is_refused_with_the_numbers_before_allocating(tmp_path, capsys):
+    out = tmp_path / "huge"
+    code, printed, err = _run_cli(["--out", str(out), "--identities", "100000", "--poses", "800"], capsys)
+    estimate = npt_estimate(NptConfig(identities=100000, poses=800), default_body("low"))
+    if available_memory_bytes() is not None and available_memory_bytes() > estimate.memory_bytes:
+        pytest.skip("this machine has more than a TiB of available memory")
+    assert code == 1
+    assert "estimate: 80100000 meshes" in printed and "TiB" in printed
+    assert "needs about" in err and "TiB of memory" in err and "is available" in err
+    assert not out.exists()
+
+
+def test_too_little_disk_is_refused_and_leaves_no_directory(tmp_path, synthetic_body, monkeypatch):
+    monkeypatch.setattr(npt_resources, "free_disk_bytes", lambda directory: (pathlib.Path(directory), 1000))
+    out = tmp_path / "new" / "data"
+    with pytest.raises(NptResourceError, match=r"of disk .* but only 1000 B is free"):
+        generate_npt_dataset(out, CONFIG, body=synthetic_body, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_directory_is_named_before_generating(tmp_path, synthetic_body, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    out = blocker / "npt"
+    with pytest.raises(OutputDirectoryError, match=rf"cannot create the output directory {out}"):
+        generate_npt_dataset(out, CONFIG, body=synthetic_body, progress=False)
+    assert blocker.read_text() == "not a directory" and sorted(os.listdir(tmp_path)) == ["a_file"]
+    if os.path.isdir("/sys") and not os.path.exists("/sys/npt"):  # sysfs refuses mkdir, even to root
+        code, _, err = _run_cli(["--out", "/sys/npt", "--identities", "2", "--poses", "2"], capsys)
+        assert code == 1 and "output directory /sys/npt" in err and "Traceback" not in err
+        assert not os.path.exists("/sys/npt")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only-mode directory")
+def test_read_only_output_directory_is_named(tmp_path, synthetic_body):
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        with pytest.raises(OutputDirectoryError, match=rf"{out} is not writable"):
+            generate_npt_dataset(out, CONFIG, body=synthetic_body, progress=False)
+        assert os.listdir(out) == []
+    finally:
+        out.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--precision", "-1"], r"precision must be in \[0, 12\] decimals \(--precision\), got -1"),
+        (["--precision", "50"], r"precision must be in \[0, 12\] decimals \(--precision\), got 50"),
+        (["--identities", "1", "--poses", "1"], r"leaves the test split empty.*--identities >= 2 and --poses >= 2"),
+        (["--identities", "5", "--poses", "1"], r"poses=1 leaves the test split empty"),
+        (["--test-triples", "0"], r"num_test_triples must be >= 1 \(--test-triples\)"),
+        (["--identities", "0"], r"identities must be >= 1 \(--identities\)"),
+        (["--poses", "-3"], r"poses must be in \[1, 800\] \(--poses"),
+    ],
+)
+def test_invalid_flags_are_refused_before_writing(tmp_path, capsys, flags, message):
+    out = tmp_path / "out"
+    code, _, err = _run_cli(["--out", str(out), *flags], capsys)
+    assert code == 1 and re.search(message, err), err
+    assert not out.exists()
+
+
+def test_progress_bar_counts_each_written_mesh_once(tmp_path, synthetic_body, monkeypatch):
+    bars = []
+
+    class RecordingBar:
+        def __init__(self, total, **kwargs):
+            self.total, self.n, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(npt_data, "tqdm", RecordingBar)
+    out = tmp_path / "p"
+    generate_npt_dataset(out, CONFIG, body=synthetic_body, progress=True, chunk_size=2)
+    written = [name for name in os.listdir(out) if name.endswith(".obj")]
+    assert len(bars) == 1 and bars[0].closed
+    assert bars[0].total == bars[0].n == len(written) == CONFIG.identities * (CONFIG.poses + 1)
+
+
+def test_pose_transfer_config_sizes_are_checked_before_opening_data(tmp_path):
+    config = load_config(pathlib.Path(__file__).parent.parent / "configs" / "corenet_small.py")
+    config.data.root = str(tmp_path / "absent")  # would be a FileNotFoundError if opened
+    check_data_config(config)
+    config.data.pairs_per_epoch = 0
+    with pytest.raises(ValueError, match=r"config.data.pairs_per_epoch must be a positive integer, got 0"):
+        make_train_pairs(config)
+    with pytest.raises(ValueError, match="pairs_per_epoch"):
+        CORENET_TASK(config)
+    config.data.pairs_per_epoch = 8
+    config.data.build.precision = 50
+    with pytest.raises(ValueError, match=r"config.data.build: precision must be in \[0, 12\]"):
+        make_train_pairs(config)
+    assert not (tmp_path / "absent").exists()
+
+
+def test_garbage_cache_is_named_without_pickle_advice(tmp_path, synthetic_body):
+    out = tmp_path / "c"
+    generate_npt_dataset(out, CONFIG, body=synthetic_body, progress=False, chunk_size=2)
+    (out / "cache.npz").write_bytes(b"\x80\x04not an npz archive")
+    with pytest.raises(ValueError, match=r"unreadable cache: .*cache\.npz: not a valid \.npz dataset cache") as info:
+        PoseTransferData.open(out)
+    assert "allow_pickle" not in str(info.value)

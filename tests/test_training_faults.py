@@ -215,3 +215,12 @@ def test_the_first_step_announces_its_compilation(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "compiling the train step" in err and "train step compiled in" in err
     assert err.index("compiling the train step") < err.index("train step compiled in")
+
+
+@pytest.mark.parametrize("field", ["data.num_points", "data.num_train", "model.hidden"])
+def test_zero_sizes_are_named_before_any_file_is_written(tmp_path, field, capsys):
+    workdir = tmp_path / "w"
+    rc = cli_train.main(["tiny", *config_args(tiny_config()), f"--config.{field}=0", "--workdir", str(workdir)])
+    assert rc == 2
+    assert f"config.{field} must be positive, got 0" in capsys.readouterr().err
+    assert not workdir.exists()

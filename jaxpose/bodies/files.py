@@ -6,21 +6,22 @@ The npz layout (float32 unless noted) is SMPL's, plus exact joints:
   J_template (J,3) + J_shapedirs (J,3,K) (exact joints) and/or J_regressor (J,V),
   optional joint_names (J,) str, meta (0-d str JSON), and extra numeric arrays
   (coco_regressor, part_ids, vt, ft, ...) that are kept in `BodyModel.extras`.
-Files are read with `allow_pickle=False`: only the arrays listed above are ever touched, so SMPL-X
-npz files (which carry a few object arrays) load without executing pickled code.
+Files are read with `allow_pickle=False` (`jaxpose.io.arrays.open_npz`): only the arrays listed above
+are ever touched, so SMPL-X npz files (which carry a few object arrays) load without executing pickled
+code. A file that is not an npz, or a corrupt or pickled member, raises `ArrayFileError` (a ValueError)
+naming the file and the member.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
-import zipfile
-import zlib
 
 import numpy as np
 
 from jaxpose.bodies.model import BodyModel
 from jaxpose.bodies.smpl_files import load_smpl_pickle
+from jaxpose.io.arrays import ArrayFileError, NpzArrays, open_npz
 from jaxpose.io.atomic import atomic_save_npz
 
 _CORE_KEYS = {
@@ -52,53 +53,52 @@ def load_body_npz(path: str | os.PathLike, num_betas: int | None = None) -> Body
     path = pathlib.Path(path)
     source = f"body model {path}"
     try:
-        archive = np.load(path, allow_pickle=False)
+        archive = open_npz(path, what="body file")
     except FileNotFoundError:
         raise FileNotFoundError(f"body model file not found: {path}") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ValueError(f"{source}: not a readable npz file ({exc})") from exc
     with archive:
         try:
-            keys = set(archive.files)
-            missing = [k for k in ("v_template", "shapedirs", "weights", "f") if k not in keys]
-            if missing:
-                raise ValueError(f"{source}: missing required arrays {missing}")
-            if "parents" in keys:
-                parents = archive["parents"]
-            elif "kintree_table" in keys:
-                parents = archive["kintree_table"][0].astype(np.int64)
-            else:
-                raise ValueError(f"{source}: needs 'parents' or 'kintree_table'")
-            get = lambda k: archive[k] if k in keys else None  # noqa: E731
-            if get("J_template") is None and get("J_regressor") is None:
-                raise ValueError(f"{source}: needs exact joints (J_template, J_shapedirs) or a J_regressor")
-            meta = get("meta")
-            names = get("joint_names")
-            extras = {k: archive[k] for k in _KNOWN_EXTRAS if k in keys}
-            return BodyModel.from_arrays(
-                v_template=archive["v_template"],
-                shapedirs=archive["shapedirs"],
-                posedirs=get("posedirs"),
-                weights=archive["weights"],
-                faces=archive["f"],
-                parents=np.where(parents > np.iinfo(np.int32).max, -1, parents),
-                j_template=get("J_template"),
-                j_shapedirs=get("J_shapedirs"),
-                j_regressor=get("J_regressor"),
-                joint_names=None if names is None else [str(n) for n in names],
-                extras=extras,
-                meta="" if meta is None else str(meta),
-                num_betas=num_betas,
-                source=source,
-            )
-        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
-            raise ValueError(f"{source}: corrupt npz member ({type(exc).__name__}: {exc})") from exc
+            return _body_from_archive(archive, source, num_betas)
         except ValueError as exc:
-            if "allow_pickle" in str(exc):
-                raise ValueError(f"{source}: a required array is stored as a pickled object array") from exc
-            if str(exc).startswith(source):
+            if isinstance(exc, ArrayFileError) or str(exc).startswith(source):
                 raise
-            raise ValueError(f"{source}: corrupt npz member ({exc})") from exc
+            raise ValueError(f"{source}: {exc}") from exc
+
+
+def _body_from_archive(archive: NpzArrays, source: str, num_betas: int | None) -> BodyModel:
+    """A validated `BodyModel` from the arrays of an open body npz (module docstring for the keys)."""
+    keys = set(archive.files)
+    missing = [k for k in ("v_template", "shapedirs", "weights", "f") if k not in keys]
+    if missing:
+        raise ValueError(f"{source}: missing required arrays {missing}")
+    if "parents" in keys:
+        parents = archive["parents"]
+    elif "kintree_table" in keys:
+        parents = archive["kintree_table"][0].astype(np.int64)
+    else:
+        raise ValueError(f"{source}: needs 'parents' or 'kintree_table'")
+    get = lambda k: archive[k] if k in keys else None  # noqa: E731
+    if get("J_template") is None and get("J_regressor") is None:
+        raise ValueError(f"{source}: needs exact joints (J_template, J_shapedirs) or a J_regressor")
+    meta = get("meta")
+    names = get("joint_names")
+    extras = {k: archive[k] for k in _KNOWN_EXTRAS if k in keys}
+    return BodyModel.from_arrays(
+        v_template=archive["v_template"],
+        shapedirs=archive["shapedirs"],
+        posedirs=get("posedirs"),
+        weights=archive["weights"],
+        faces=archive["f"],
+        parents=np.where(parents > np.iinfo(np.int32).max, -1, parents),
+        j_template=get("J_template"),
+        j_shapedirs=get("J_shapedirs"),
+        j_regressor=get("J_regressor"),
+        joint_names=None if names is None else [str(n) for n in names],
+        extras=extras,
+        meta="" if meta is None else str(meta),
+        num_betas=num_betas,
+        source=source,
+    )
 
 
 def save_body_npz(body: BodyModel, path: str | os.PathLike, compressed: bool = True) -> None:

@@ -44,7 +44,8 @@ def load_smpl_pickle(path: str | os.PathLike, num_betas: int | None = None) -> B
     `joint_<j>` otherwise.
 
     Raises FileNotFoundError for a missing file, `UnsafePickleError` (a ValueError) if the pickle
-    references anything outside the allow-list, and ValueError naming the file and the array for
+    references anything outside the allow-list, `MalformedPickleError` (a ValueError) naming the file
+    if it is truncated, corrupt or asks to build oversized objects, and ValueError naming the file and the array for
     missing keys, wrong shapes, non-finite values, face indices >= V, skinning weights that do not
     sum to 1 and joint trees that are not topologically ordered.
     """

@@ -10,8 +10,9 @@ import argparse
 import sys
 import time
 
-from jaxpose.bodies.default import RESOLUTIONS
+from jaxpose.bodies.default import RESOLUTIONS, default_body
 from jaxpose.pose_transfer.npt_data import NptConfig, generate_npt_dataset
+from jaxpose.pose_transfer.npt_resources import npt_estimate
 
 
 def _npt_parser(subparsers) -> None:
@@ -36,12 +37,15 @@ def _npt_parser(subparsers) -> None:
 
 
 def _run_npt(args) -> int:
+    """Validate the flags, print the size estimate, generate (errors: see `main`)."""
     start = time.perf_counter()
     config = NptConfig(
         identities=args.identities, poses=args.poses, resolution=args.resolution, seed=args.seed,
         beta_mode=args.beta_mode, num_test_triples=args.test_triples, precision=args.precision,
     )
-    report = generate_npt_dataset(args.out, config, overwrite=args.overwrite, skip_if_identical=True,
+    body = default_body(config.resolution)
+    print(f"estimate: {npt_estimate(config, body).describe()}", flush=True)
+    report = generate_npt_dataset(args.out, config, body=body, overwrite=args.overwrite, skip_if_identical=True,
                                   progress=not args.no_progress)
     print(format_summary(report.meta, report.out_dir, time.perf_counter() - start, report.skipped))
     return 0
@@ -66,6 +70,8 @@ def format_summary(meta: dict, out_dir, seconds: float, skipped: bool) -> str:
 
 
 def main(argv: list[str] | None = None, prog: str = "jaxpose data") -> int:
+    """Run `jaxpose data`; invalid settings, too little memory or disk, an unwritable or occupied --out
+    print one error line and return 1."""
     parser = argparse.ArgumentParser(prog=prog, description="Build datasets.")
     subparsers = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     _npt_parser(subparsers)

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxpose.io.arrays import ArrayFileError, load_npz
 from jaxpose.io.mesh import MeshError, load_mesh
 from jaxpose.pose_transfer.sampling import PairBatch, gather_pairs, sample_train_pairs
 from jaxpose.pose_transfer.test_lists import (
@@ -197,10 +198,9 @@ class PoseTransferData:
         cache_path = root / "cache.npz"
         if use_cache and cache_path.is_file():
             try:
-                with np.load(cache_path) as cache:
-                    arrays = {k: cache[k] for k in ("vertices", "rest", "faces", "identities", "pose_indices")}
-            except Exception as exc:
-                raise ValueError(f"{cache_path}: unreadable cache ({type(exc).__name__}: {exc})") from None
+                arrays = load_npz(cache_path, "dataset cache", keys=("vertices", "rest", "faces", "identities", "pose_indices"))
+            except ArrayFileError as exc:
+                raise ValueError(f"unreadable cache: {exc}; delete it or regenerate the dataset") from None
             expected = (len(identities), len(poses))
             if (arrays["vertices"].shape[:2] != expected or list(arrays["identities"]) != identities
                     or list(arrays["pose_indices"]) != poses):

@@ -23,7 +23,12 @@ adult distribution. `beta_mode="npt_uniform"`: NPT's U[−4, 4] per component (w
 Output directory: `id{i}_{j}.obj`, `id{i}_rest.obj`, `cache.npz` (vertices (I, P, V, 3) float32,
 rest (I, V, 3), faces (F, 3) int32, betas (I, K), poses (P, 24, 3) axis-angle radians, pose_indices
 (P,), identities (I,)), `human_test_list` (3D-CoreNet format) and `meta.json` (written last: its
-presence marks a complete dataset). Every file is written atomically.
+presence marks a complete dataset). Every file is written atomically; abandoned temporary files of a
+killed run are removed when the next run starts (`jaxpose.io.atomic.remove_stale_temp_files`).
+
+**Before anything is allocated or written** the config is validated (a non-empty test split needs
+I >= 2 and P >= 2), the memory and disk use are estimated and compared with what is available
+(`jaxpose.pose_transfer.npt_resources`), and the output directory is created and checked writable.
 """
 
 from __future__ import annotations
@@ -47,15 +52,17 @@ from tqdm.auto import tqdm
 from jaxpose.bodies import default_body
 from jaxpose.bodies.model import forward
 from jaxpose.bodies.poses import npt_pose
-from jaxpose.io.atomic import atomic_open, atomic_save_npz, atomic_write_text
+from jaxpose.io.atomic import atomic_open, atomic_save_npz, atomic_write_text, remove_stale_temp_files
 from jaxpose.io.mesh import format_obj, validate_mesh
 from jaxpose.pose_transfer.dataset import JAXPOSE_META_FORMAT
+from jaxpose.pose_transfer.npt_resources import npt_estimate, prepare_generation
 from jaxpose.pose_transfer.test_lists import NPT_NAMING, format_test_list, make_test_triples, trivial_pair_counts
 
 BETA_MODES = ("normal", "npt_uniform")
 NORMAL_BETA_LIMIT = 2.5
 NPT_UNIFORM_BETA_LIMIT = 4.0
 MAX_POSES = 800
+MAX_PRECISION = 12  # as jaxpose.io.mesh.save_mesh
 _WIDE_TRAIN_START, _STRAIGHT_TRAIN_START, _TEST_START = 200, 400, 600
 _OWN_FILE = re.compile(r"^(id\d+_(\d+|rest)\.obj|cache\.npz|meta\.json|human_test_list)$")
 
@@ -67,7 +74,8 @@ class NptConfig:
     identities: I; poses: P (<= 800); resolution: default-body resolution ("low", "mid", "full");
     seed: identity betas and the test list; beta_mode: "normal" or "npt_uniform";
     num_test_triples: length of the generated test list (capped by the number of distinct triples);
-    precision: decimals of OBJ coordinates (metres).
+    precision: decimals of OBJ coordinates (metres), in [0, 12].
+    Errors name the `jaxpose data npt` flag of the field.
     """
 
     identities: int = 8
@@ -80,15 +88,23 @@ class NptConfig:
 
     def __post_init__(self):
         if self.identities < 1:
-            raise ValueError(f"identities must be >= 1, got {self.identities}")
+            raise ValueError(f"identities must be >= 1 (--identities), got {self.identities}")
         if not 1 <= self.poses <= MAX_POSES:
-            raise ValueError(f"poses must be in [1, {MAX_POSES}] (NPT's pose-index layout), got {self.poses}")
+            raise ValueError(f"poses must be in [1, {MAX_POSES}] (--poses; NPT's pose-index layout), got {self.poses}")
+        if self.identities < 2 or self.poses < 2:
+            raise ValueError(
+                f"identities={self.identities} x poses={self.poses} leaves the test split empty: the last I // 2 "
+                "identities and P // 3 poses are held out, so a non-empty test list needs --identities >= 2 "
+                "and --poses >= 2"
+            )
         if self.beta_mode not in BETA_MODES:
-            raise ValueError(f"beta_mode must be one of {BETA_MODES}, got {self.beta_mode!r}")
+            raise ValueError(f"beta_mode must be one of {BETA_MODES} (--beta-mode), got {self.beta_mode!r}")
         if self.num_test_triples < 1:
-            raise ValueError(f"num_test_triples must be >= 1, got {self.num_test_triples}")
+            raise ValueError(f"num_test_triples must be >= 1 (--test-triples), got {self.num_test_triples}")
+        if not 0 <= self.precision <= MAX_PRECISION:
+            raise ValueError(f"precision must be in [0, {MAX_PRECISION}] decimals (--precision), got {self.precision}")
         if self.seed < 0:
-            raise ValueError(f"seed must be non-negative, got {self.seed}")
+            raise ValueError(f"seed must be non-negative (--seed), got {self.seed}")
 
 
 class PosePlan(NamedTuple):
@@ -164,12 +180,14 @@ def _forward_chunk_fn():
     return pose_chunk
 
 
-def pose_identities(body, betas: np.ndarray, poses: np.ndarray, chunk_size: int = 64, progress=None):
+def pose_identities(body, betas: np.ndarray, poses: np.ndarray, chunk_size: int = 64, progress=None,
+                    on_identity=None):
     """Vertices (I, P, V, 3) float32 and rest meshes (I, V, 3) of every identity in every pose.
 
     One jitted body forward per (identity, chunk of poses); the last chunk is padded with rest poses
-    so every call has the same shape and nothing recompiles. `progress(n)` is called after each
-    identity with the number of meshes done.
+    so every call has the same shape and nothing recompiles. After each identity i:
+    `on_identity(i, posed (P, V, 3), rest (V, 3))` (e.g. write its files), then `progress(P + 1)`.
+    Raises FloatingPointError naming the identity if the forward gives NaN/Inf.
     """
     betas = np.asarray(betas, np.float32)
     poses = np.asarray(poses, np.float32)
@@ -186,8 +204,13 @@ def pose_identities(body, betas: np.ndarray, poses: np.ndarray, chunk_size: int 
     for i in range(num_identities):
         parts = [np.asarray(pose_chunk(device_body, betas[i], padded[c * chunk:(c + 1) * chunk])) for c in range(num_chunks)]
         meshes = np.concatenate(parts)[: num_poses + 1]
+        if not np.all(np.isfinite(meshes)):
+            raise FloatingPointError(f"the body forward produced non-finite vertices for identity {i} "
+                                     "(check the body file and poses)")  # fmt: skip
         out[i] = meshes[:num_poses]
         rest[i] = meshes[num_poses]
+        if on_identity is not None:
+            on_identity(i, out[i], rest[i])
         if progress is not None:
             progress(num_poses + 1)
     return out, rest
@@ -246,10 +269,16 @@ class GenerationReport(NamedTuple):
     skipped: bool
 
 
+def _previous_files(out_dir: pathlib.Path) -> list[os.DirEntry]:
+    """The files of a previous dataset in `out_dir` (the names this module writes)."""
+    if not out_dir.is_dir():
+        return []
+    return [entry for entry in os.scandir(out_dir) if entry.is_file() and _OWN_FILE.match(entry.name)]
+
+
 def _clear_previous(out_dir: pathlib.Path) -> None:
-    for entry in os.scandir(out_dir):
-        if entry.is_file() and _OWN_FILE.match(entry.name):
-            os.unlink(entry.path)
+    for entry in _previous_files(out_dir):
+        os.unlink(entry.path)
 
 
 def generate_npt_dataset(
@@ -267,7 +296,10 @@ def generate_npt_dataset(
     `body`: a `BodyModel` to use instead of `default_body(config.resolution)` (tests). If `out_dir`
     already holds a jaxpose dataset: with `skip_if_identical` an identical one is kept as is;
     otherwise a different one raises FileExistsError unless `overwrite` (which deletes the previous
-    dataset's files first; other files are never touched).
+    dataset's files first; other files are never touched). Before allocating or writing anything:
+    NptResourceError if the estimated memory or disk use exceeds what is available,
+    OutputDirectoryError if `out_dir` cannot be created or written. The progress bar counts each
+    written mesh (I x (P + 1) OBJ files) once.
     """
     start = time.perf_counter()
     out_dir = pathlib.Path(out_dir)
@@ -289,7 +321,9 @@ def generate_npt_dataset(
             return GenerationReport(out_dir, meta, time.perf_counter() - start, True)
         if not overwrite:
             raise FileExistsError(f"{out_dir} already holds a dataset (meta.json); pass overwrite=True (--overwrite) to replace it")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    reclaimable = sum(entry.stat().st_size for entry in _previous_files(out_dir)) if overwrite else 0
+    prepare_generation(out_dir, config, body, reclaimable_bytes=reclaimable, chunk_size=chunk_size)
+    remove_stale_temp_files(out_dir)  # left by a killed run (kill -9 between write and rename)
     if overwrite:
         _clear_previous(out_dir)
 
@@ -300,21 +334,18 @@ def generate_npt_dataset(
     poses = npt_poses(plan.indices)
     faces = validate_mesh(np.asarray(body.v_template), np.asarray(body.faces), source="body").faces
 
-    bar = None
-    if progress:
-        bar = tqdm(total=config.identities * (config.poses + 1) * 2, desc="npt data", unit="mesh")
-    vertices, rest = pose_identities(body, betas, poses, chunk_size, progress=bar.update if bar else None)
-    if not np.all(np.isfinite(vertices)) or not np.all(np.isfinite(rest)):
-        raise FloatingPointError("the body forward produced non-finite vertices (check the body file and poses)")
-
-    for row, i in enumerate(identities):
+    def write_identity(row: int, posed: np.ndarray, rest_mesh: np.ndarray) -> None:
         for col, j in enumerate(plan.indices):
-            _write_obj(out_dir / NPT_NAMING.file_name(i, j), vertices[row, col], faces, config.precision)
-        _write_obj(out_dir / f"id{i}_rest.obj", rest[row], faces, config.precision)
+            _write_obj(out_dir / NPT_NAMING.file_name(identities[row], j), posed[col], faces, config.precision)
+        _write_obj(out_dir / f"id{identities[row]}_rest.obj", rest_mesh, faces, config.precision)
+
+    bar = tqdm(total=config.identities * (config.poses + 1), desc="npt data", unit="mesh") if progress else None
+    try:
+        vertices, rest = pose_identities(body, betas, poses, chunk_size, progress=bar.update if bar else None,
+                                         on_identity=write_identity)  # fmt: skip
+    finally:
         if bar is not None:
-            bar.update(config.poses + 1)
-    if bar is not None:
-        bar.close()
+            bar.close()
 
     atomic_save_npz(
         out_dir / "cache.npz", compressed=False, vertices=vertices, rest=rest, faces=faces, betas=betas,
@@ -358,5 +389,6 @@ def _write_obj(path: pathlib.Path, vertices: np.ndarray, faces: np.ndarray, prec
 
 __all__ = [
     "BETA_MODES", "GenerationReport", "NptConfig", "PosePlan", "existing_dataset_matches", "expected_meta_key",
-    "generate_npt_dataset", "identity_split", "npt_poses", "pose_identities", "pose_index_plan", "sample_betas",
+    "generate_npt_dataset", "identity_split", "npt_estimate", "npt_poses", "pose_identities", "pose_index_plan",
+    "sample_betas",
 ]

@@ -59,6 +59,28 @@ def open_data(root: str | os.PathLike, build: NptConfig | None = None) -> PoseTr
     return PoseTransferData.open(root)
 
 
+def check_data_config(config: ml_collections.ConfigDict) -> None:
+    """ValueError naming the key unless the `data` section's sizes are valid.
+
+    `data.pairs_per_epoch` must be a positive integer and `data.build` (if present) a valid
+    `NptConfig` (identities, poses, num_test_triples, precision, ...). (The pose-transfer data section
+    has no `num_points`, unlike configs/tiny.py: every mesh keeps all the body's vertices, and
+    `--config.data.num_points=...` is refused as an unknown key by the override parser.)
+    """
+    data = config.get("data", None)
+    if data is None or "root" not in data or "pairs_per_epoch" not in data:
+        raise ValueError("the pose-transfer config needs a data section with root and pairs_per_epoch")
+    pairs = data.pairs_per_epoch
+    if isinstance(pairs, bool) or not isinstance(pairs, (int, np.integer)) or pairs <= 0:
+        raise ValueError(f"config.data.pairs_per_epoch must be a positive integer, got {pairs!r}")
+    build = data.get("build", None)
+    if build is not None:
+        try:
+            npt_config(build)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"config.data.build: {exc}") from None
+
+
 def open_config_data(config: ml_collections.ConfigDict, data_dir: str | None = None) -> PoseTransferData:
     """The dataset of `data_dir`, else of `config.data.root` (its `data.build` names the command)."""
     if data_dir:
@@ -147,6 +169,7 @@ class TrainPairs:
 
 def make_train_pairs(config: ml_collections.ConfigDict) -> TrainPairs:
     """The training pairs of `config.data.root` (train identities × train poses of its splits)."""
+    check_data_config(config)
     data = open_config_data(config)
     return TrainPairs(
         centred_vertices(data),

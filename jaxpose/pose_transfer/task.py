@@ -26,7 +26,7 @@ from jaxpose.pose_transfer.corenet import CoreNet
 from jaxpose.pose_transfer.evaluation import PoseTransferProtocol
 from jaxpose.pose_transfer.loss import make_loss_fn
 from jaxpose.pose_transfer.npt import NPT
-from jaxpose.pose_transfer.pairs import make_train_pairs, open_config_data
+from jaxpose.pose_transfer.pairs import check_data_config, make_train_pairs, open_config_data
 from jaxpose.training.data import ArrayDataset
 from jaxpose.training.task import Task, TaskDefinition
 
@@ -68,6 +68,7 @@ def make_eval_data(config: ml_collections.ConfigDict, data_dir: str | None, list
 
 def _task_maker(name: str, make_model: Callable[[ml_collections.ConfigDict, nnx.Rngs], nnx.Module]):
     def make_task(config: ml_collections.ConfigDict) -> Task:
+        check_data_config(config)
         return Task(
             name=name,
             config=config,

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxpose.io.arrays import load_npz
 from jaxpose.pose_transfer.corenet import CoreNet
 
 _Entry = tuple[nnx.Variable, Callable[[np.ndarray], np.ndarray], tuple[int, ...]]
@@ -193,8 +194,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+        return load_npz(path, what="state-dict file")
     if suffix in (".pth", ".pt"):
         try:
             import torch  # local: optional (extra `torch`), needed only for .pth/.pt files

@@ -32,6 +32,7 @@ import numpy as np
 
 from jaxpose.bodies.chumpy_pickle import load_chumpy_safe
 from jaxpose.bodies.files import load_body_npz
+from jaxpose.io.arrays import ArrayFileError, load_npy, open_npz
 
 NUM_JOINTS = 24
 FRAME_KEYS = ("v_posed", "v_cano", "pose", "transl")
@@ -74,9 +75,9 @@ def _require_file(path: pathlib.Path, what: str) -> pathlib.Path:
 def _load_npy(path: pathlib.Path, what: str) -> np.ndarray:
     _require_file(path, what)
     try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise CapeFormatError(f"{path}: cannot read {what} ({exc})") from exc
+        return load_npy(path, what=f"CAPE {what}")
+    except ArrayFileError as exc:
+        raise CapeFormatError(str(exc)) from None
 
 
 def _check_finite(array: np.ndarray, name: str, source: pathlib.Path) -> None:
@@ -94,15 +95,13 @@ def read_frame(path: str | os.PathLike, num_vertices: int | None = None) -> Cape
     """
     path = _require_file(pathlib.Path(path), "frame file")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open_npz(path, what="CAPE frame file") as data:
             missing = [key for key in FRAME_KEYS if key not in data.files]
             if missing:
                 raise CapeFormatError(f"{path}: missing key(s) {missing}; found {sorted(data.files)}")
             arrays = {key: np.asarray(data[key]) for key in FRAME_KEYS}
-    except CapeFormatError:
-        raise
-    except (ValueError, OSError, EOFError) as exc:
-        raise CapeFormatError(f"{path}: not a readable npz file ({exc})") from exc
+    except ArrayFileError as exc:
+        raise CapeFormatError(str(exc)) from None
     for key, value in arrays.items():
         _check_finite(value, key, path)
     for key in ("v_posed", "v_cano"):

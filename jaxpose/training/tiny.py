@@ -20,7 +20,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from jaxpose.io.atomic import atomic_save_npz
+from jaxpose.io.arrays import open_npz
+from jaxpose.io.atomic import atomic_save_npz, atomic_write_text
 from jaxpose.training.data import ArrayDataset
 from jaxpose.training.protocol import StandardProtocol
 from jaxpose.training.task import Task, TaskDefinition
@@ -78,7 +79,7 @@ def write_dataset(directory: str | os.PathLike, seed: int, count: int, num_point
     names = [f"tiny_{i:04d}" for i in range(count)]
     for i, name in enumerate(names):
         atomic_save_npz(directory / f"{name}.npz", inputs=examples["inputs"][i], targets=examples["targets"][i])
-    (directory / "list.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
+    atomic_write_text(directory / "list.txt", "".join(n + "\n" for n in names))
     return names
 
 
@@ -99,7 +100,7 @@ def load_dataset(directory: str | os.PathLike, list_file: str | os.PathLike | No
         path = directory / f"{name}.npz"
         if not path.is_file():
             raise FileNotFoundError(f"example {name!r} listed but {path} does not exist")
-        with np.load(path) as data:
+        with open_npz(path, what="tiny example") as data:
             if "inputs" not in data or "targets" not in data:
                 raise ValueError(f"{path}: needs arrays 'inputs' and 'targets', has {sorted(data.files)}")
             x, y = np.asarray(data["inputs"], np.float32), np.asarray(data["targets"], np.float32)
@@ -176,8 +177,12 @@ BASELINES = {
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
     """The `tiny` task of `config` (sections model: hidden, depth; data: num_train, num_eval, num_points,
-    train_seed, eval_seed)."""
+    train_seed, eval_seed). Sizes must be positive (ValueError naming the field)."""
     d = config.data
+    for section, key in (("model", "hidden"), ("model", "depth"), ("data", "num_train"), ("data", "num_eval"),
+                         ("data", "num_points")):  # fmt: skip
+        if int(config[section][key]) <= 0:
+            raise ValueError(f"config.{section}.{key} must be positive, got {config[section][key]}")
     return Task(
         name="tiny",
         config=config,
