@@ -16,6 +16,29 @@ Systems (one package each, owning its models, data, losses, evaluation protocol,
   skinning       Invertible Neural Skinning, SNARF, LBS baselines
   fitting        personalised pose and shape refinement (reserved)
   deform_learn   deform-and-learn (reserved)
+
+Python API (lazy: `import jaxpose` does not import JAX, so `jaxpose --help` stays instant):
+  jaxpose.transfer(identity, pose, checkpoint, ...)   pose transfer of one pair (jaxpose.pose_transfer.api)
+  jaxpose.repose(checkpoint, poses, ...)              INS canonical mesh reposed to poses (jaxpose.skinning.repose)
 """
 
+import importlib
+
 __version__ = "0.1.0"
+
+# name -> module defining it; imported on first access (PEP 562), since both modules import JAX.
+_LAZY_ATTRIBUTES = {"transfer": "jaxpose.pose_transfer.api", "repose": "jaxpose.skinning.repose"}
+
+
+def __getattr__(name: str):
+    """`jaxpose.transfer` / `jaxpose.repose`, imported on first use (the modules import JAX)."""
+    if name in _LAZY_ATTRIBUTES:
+        return getattr(importlib.import_module(_LAZY_ATTRIBUTES[name]), name)
+    raise AttributeError(f"module 'jaxpose' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY_ATTRIBUTES])
+
+
+__all__ = ["__version__", "repose", "transfer"]

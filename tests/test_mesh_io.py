@@ -5,6 +5,7 @@ import pytest
 import trimesh
 
 from jaxpose.io.mesh import Mesh, MeshError, format_obj, load_mesh, save_mesh, validate_mesh
+from jaxpose.io.points import PointsError, load_points
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +187,59 @@ def test_validate_mesh_accepts_integral_float_faces():
     assert checked.faces.dtype == np.int32 and checked.vertices.dtype == np.float32
     with pytest.raises(MeshError, match="integers"):
         validate_mesh(np.zeros((3, 3)), np.array([[0.0, 1.5, 2.0]]))
+
+
+# --- point clouds (`load_points`) and the polygon hint (issue #10) ---
+
+
+def test_polygon_error_names_the_python_keyword_and_the_cli_flag(tmp_path):
+    path = tmp_path / "quad.obj"
+    path.write_text(TRIANGLE + "v 1 1 0\nf 1 2 4 3\n")
+    with pytest.raises(MeshError, match="non-triangle faces") as info:
+        load_mesh(path)
+    assert "triangulate=True" in str(info.value) and "--triangulate" in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["mesh.obj", "cloud.obj", "mesh.ply", "cloud.ply", "npy", "npz_points", "npz_only"])
+def test_load_points_reads_every_format_in_file_order(tmp_path, mesh, kind):
+    points = mesh.vertices
+    path = tmp_path / f"p.{kind.split('.')[-1].split('_')[0]}"
+    if kind == "mesh.obj" or kind == "mesh.ply":
+        save_mesh(path, points, mesh.faces)
+    elif kind == "cloud.obj":
+        path.write_text("# points\n" + "".join(f"v {x!r} {y!r} {z!r} 0.5 0.5 0.5\n" for x, y, z in points.tolist()))
+    elif kind == "cloud.ply":
+        trimesh.PointCloud(points).export(path)
+    elif kind == "npy":
+        np.save(path, points.astype(np.float64))
+    elif kind == "npz_points":
+        np.savez(path, normals=np.zeros_like(points), points=points)
+    else:
+        np.savez(path, anything=points)
+    loaded = load_points(path)
+    assert loaded.dtype == np.float32 and loaded.shape == points.shape
+    np.testing.assert_allclose(loaded, points, atol=5e-7 + 2.5e-7)  # OBJ: 6 decimals; the others exact
+
+
+@pytest.mark.parametrize("name, write, error, message", [
+    ("pickled.npy", lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True), PointsError, "pickled"),
+    ("pickled.npz", lambda p: np.savez(p, points=np.array([{"a": 1}], dtype=object)), PointsError, "pickled"),
+    ("text.npy", lambda p: p.write_text("1 2 3\n"), PointsError, "not a valid .npy"),
+    ("flat.npy", lambda p: np.save(p, np.zeros((5, 2))), PointsError, r"shape \(N, 3\)"),
+    ("empty.npy", lambda p: np.save(p, np.zeros((0, 3))), PointsError, "no points"),
+    ("words.npy", lambda p: np.save(p, np.array([["a", "b", "c"]])), PointsError, "real numbers"),
+    ("nan.npy", lambda p: np.save(p, np.array([[0, 0, 0], [np.nan, 1, 2]])), PointsError, "point 1"),
+    ("two.npz", lambda p: np.savez(p, a=np.zeros((4, 3)), b=np.zeros((4, 3))), PointsError, "'vertices' or 'points'"),
+    ("nov.obj", lambda p: p.write_text("# nothing\nf 1 2 3\n"), PointsError, "no `v` lines"),
+    ("badv.obj", lambda p: p.write_text("v 0 0 0\nv 1 x 0\n"), PointsError, "line 2"),
+    ("bin.ply", lambda p: p.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 9\n"), PointsError, "corrupt PLY"),
+    ("points.xyz", lambda p: p.write_text("0 0 0\n"), PointsError, "unsupported point-cloud extension"),
+    ("missing.npy", lambda p: None, FileNotFoundError, "does not exist"),
+])  # fmt: skip
+def test_load_points_errors_name_the_file_and_never_advise_pickles(tmp_path, name, write, error, message):
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(error, match=message) as info:
+        load_points(path)
+    assert name in str(info.value) and "allow_pickle" not in str(info.value)
+    assert isinstance(info.value, (FileNotFoundError, MeshError))

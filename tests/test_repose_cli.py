@@ -137,3 +137,51 @@ def test_extraction_errors():
         extraction.grid_points(([0, 0, 0], [1, 1, 0]), 8)
     with pytest.raises(ValueError, match="resolution"):
         extraction.grid_points(([0, 0, 0], [1, 1, 1]), 1)
+
+
+def test_repose_api_returns_the_cli_meshes_and_reports_progress(checkpoint, tmp_path, capsys):
+    import trimesh
+
+    import jaxpose
+
+    workdir, _, _ = checkpoint
+    poses = np.stack([star_pose(), motion_poses("kick", 3, 0, "s1")[0][2], star_pose()]).astype(np.float32)
+    np.save(tmp_path / "poses.npy", poses)
+    assert main(["--checkpoint", str(workdir), "--poses", str(tmp_path / "poses.npy"), "--out", str(tmp_path / "o"),
+                 "--resolution", "16"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "compiling the occupancy network" in err and "compiling the reposing function" in err and "3/3" in err
+    canonical, posed = jaxpose.repose(workdir, poses, resolution=16, progress=False)
+    assert capsys.readouterr().err == ""
+    assert isinstance(canonical, trimesh.Trimesh) and len(posed) == 3
+    written = load_mesh(tmp_path / "o" / "canonical.obj")
+    np.testing.assert_array_equal(canonical.faces, written.faces)
+    np.testing.assert_allclose(canonical.vertices, written.vertices, atol=1e-6)
+    for index, mesh in enumerate(posed):
+        np.testing.assert_array_equal(mesh.faces, written.faces)
+        written_pose = load_mesh(tmp_path / "o" / f"pose_{index:03d}.obj")
+        np.testing.assert_allclose(mesh.vertices, written_pose.vertices, atol=1e-6)
+
+
+def test_checkpoint_errors_are_reported_as_checkpoint_problems(checkpoint, tmp_path, capsys, monkeypatch):
+    from jaxpose.skinning import repose
+    from jaxpose.training.checkpoint import CheckpointError
+
+    workdir, _, _ = checkpoint
+    np.save(tmp_path / "poses.npy", star_pose()[None])
+
+    def corrupt(*args, **kwargs):
+        raise CheckpointError("array 'params/occupancy/out_bias' does not match its digest")
+
+    monkeypatch.setattr(repose, "load_ins", corrupt)
+    assert main(["--checkpoint", str(workdir), "--poses", str(tmp_path / "poses.npy"), "--out", str(tmp_path / "o")]) == 2
+    assert f"error: checkpoint {workdir}: array 'params/occupancy/out_bias'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_pickled_poses_are_refused_without_pickle_advice(checkpoint, tmp_path, capsys):
+    workdir, _, _ = checkpoint
+    np.save(tmp_path / "poses.npy", np.array([{"pose": 1}], dtype=object), allow_pickle=True)
+    assert main(["--checkpoint", str(workdir), "--poses", str(tmp_path / "poses.npy"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "poses.npy" in err and "pickled" in err and "allow_pickle" not in err

@@ -113,11 +113,16 @@ def _scan_obj(text: str, path: pathlib.Path) -> tuple[int, np.ndarray]:
     return num_v, arities
 
 
+TRIANGULATE_HINT = (
+    "Pass triangulate=True (Python: load_mesh(path, triangulate=True)) or --triangulate (command line: "
+    "jaxpose transfer) to split polygons into triangles (fan triangulation; face order may change)."
+)
+"""How to accept polygon faces, in both the Python keyword and the command-line flag."""
+
+
 def _polygon_error(path: pathlib.Path, detail: str) -> MeshError:
-    return MeshError(
-        f"{path}: non-triangle faces ({detail}); jaxpose meshes must be triangle meshes. "
-        "Pass triangulate=True to split polygons into triangles (fan triangulation; face order may change)."
-    )
+    """The MeshError for polygon faces met without `triangulate=True`; names the file and both remedies."""
+    return MeshError(f"{path}: non-triangle faces ({detail}); jaxpose meshes must be triangle meshes. {TRIANGULATE_HINT}")
 
 
 def _load_obj(path: pathlib.Path, triangulate: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -249,4 +254,6 @@ def save_mesh(path: str | os.PathLike, vertices, faces, *, precision: int = 6) -
             handle.write(_ply_bytes(mesh.vertices, mesh.faces))
 
 
-__all__ = ["Mesh", "MeshError", "SUPPORTED_EXTENSIONS", "format_obj", "load_mesh", "save_mesh", "validate_mesh"]
+__all__ = [
+    "Mesh", "MeshError", "SUPPORTED_EXTENSIONS", "TRIANGULATE_HINT", "format_obj", "load_mesh", "save_mesh", "validate_mesh",
+]

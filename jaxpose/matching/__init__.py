@@ -7,6 +7,7 @@ Modules:
   sinkhorn      3D-CoreNet's fixed-step Sinkhorn in the log domain: dense and row-blocked kernels
   ott_sinkhorn  the same problem (fixed-step or converged) solved with ott-jax
   warp          public entry points with input validation
+  stepwise      the row-blocked warp as a host loop of per-block steps (progress bars, inference only)
 """
 
 from jaxpose.matching.choices import (
@@ -22,6 +23,7 @@ from jaxpose.matching.choices import (
 )
 from jaxpose.matching.correlation import cosine_correlation, normalize_rows
 from jaxpose.matching.sinkhorn import SINKHORN_GUARD
+from jaxpose.matching.stepwise import StepwiseWarp
 from jaxpose.matching.warp import (
     correlation_and_warp,
     ot_plan_converged,
@@ -39,6 +41,7 @@ __all__ = [
     "OttFixedStep",
     "RowBlocked",
     "Solver",
+    "StepwiseWarp",
     "correlation_and_warp",
     "cosine_correlation",
     "matching_from_name",

@@ -124,17 +124,63 @@ def _row_blocks(x_unit: jax.Array, block_size: int) -> tuple[jax.Array, jax.Arra
     Returns (blocks (B, block, D), valid (B, block) bool, block). The block shrinks to N when
     N < block_size, so a small problem is one unpadded block.
     """
-    n, d = x_unit.shape
+    padded, valid, block = pad_rows(x_unit, block_size)
+    num_blocks = padded.shape[0] // block
+    return padded.reshape(num_blocks, block, x_unit.shape[1]), valid.reshape(num_blocks, block), block
+
+
+def pad_rows(x_unit: jax.Array, block_size: int) -> tuple[jax.Array, jax.Array, int]:
+    """Zero-pad the rows of `x_unit` (N, D) to a multiple of the block.
+
+    Returns (padded (B·block, D), valid (B·block,) bool, block) with block = min(block_size, N).
+    """
+    n = x_unit.shape[0]
     block = min(block_size, n)
     num_blocks = -(-n // block)
-    padding = num_blocks * block - n
-    padded = jnp.pad(x_unit, ((0, padding), (0, 0)))
-    valid = (jnp.arange(num_blocks * block) < n).reshape(num_blocks, block)
-    return padded.reshape(num_blocks, block, d), valid, block
+    padded = jnp.pad(x_unit, ((0, num_blocks * block - n), (0, 0)))
+    return padded, jnp.arange(num_blocks * block) < n, block
 
 
 def _unblock(blocked: jax.Array, n: int) -> jax.Array:
     return blocked.reshape((-1,) + blocked.shape[2:])[:n]
+
+
+# The three kinds of row-block step of the online kernel, shared by `warp_online` (one jitted
+# program, lax.map over blocks) and `jaxpose.matching.stepwise` (a host loop, one call per block).
+
+
+def block_column_lse(x_block, log_a_block, valid_block, y_unit, epsilon):
+    """Column log-sum-exp of one (block, M) slab of log K + log a: (M,).
+
+    x_block (block, D) unit rows, log_a_block (block,), valid_block (block,) bool (padded rows get
+    log a = −inf, so they add nothing to the column sums and get no gradient), y_unit (M, D).
+    """
+    masked_log_a = jnp.where(valid_block, log_a_block, -jnp.inf)
+    scores = log_kernel(x_block, y_unit, epsilon) + masked_log_a[:, None]
+    return jax.nn.logsumexp(scores, axis=0)
+
+
+def block_a_update_then_column_lse(x_block, valid_block, log_b, y_unit, epsilon, log_inv_n: float):
+    """A block's a-update from the full log b (M,), then its column log-sum-exp for the next b-update: (M,).
+
+    One slab of log K serves both half-steps (the a-update of a block needs only log b, and the
+    next b-update's column sums need only this block's new log a).
+    """
+    block_log_k = log_kernel(x_block, y_unit, epsilon)
+    log_a_block = _guarded_log_reciprocal(log_inv_n, jax.nn.logsumexp(block_log_k + log_b[None, :], axis=1))
+    masked_log_a = jnp.where(valid_block, log_a_block, -jnp.inf)
+    return jax.nn.logsumexp(block_log_k + masked_log_a[:, None], axis=0)
+
+
+def block_warp(x_block, log_b, y_unit, y_points, epsilon):
+    """Row-normalised plan rows of a block applied to y_points (M, 3): (block, 3)."""
+    plan_rows = jax.nn.softmax(log_kernel(x_block, y_unit, epsilon) + log_b[None, :], axis=1)
+    return jnp.matmul(plan_rows, y_points, precision=MATMUL_PRECISION)
+
+
+def log_b_from_column_lse(per_block_lse, log_inv_m: float):
+    """The guarded b-update from per-block column sums: (num_blocks, M) -> log b (M,)."""
+    return _guarded_log_reciprocal(log_inv_m, jax.nn.logsumexp(per_block_lse, axis=0))
 
 
 def warp_online(
@@ -170,45 +216,27 @@ def warp_online(
     checkpoint = functools.partial(jax.checkpoint, prevent_cse=False)
 
     @checkpoint
-    def block_column_lse(x_block, log_a_block, valid_block):
-        # Padded rows get log a = -inf, so they add nothing to the column sums (and get no gradient).
-        masked_log_a = jnp.where(valid_block, log_a_block, -jnp.inf)
-        scores = log_kernel(x_block, y_unit, epsilon) + masked_log_a[:, None]
-        return jax.nn.logsumexp(scores, axis=0)
+    def column_lse(x_block, log_a_block, valid_block):
+        return block_column_lse(x_block, log_a_block, valid_block, y_unit, epsilon)
 
     @checkpoint
-    def block_a_update_then_column_lse(x_block, valid_block, log_b):
-        # The a-update of a block needs only the full log b, and the next b-update's column sums need
-        # only this block's new log a: one slab of log K serves both half-steps.
-        block_log_k = log_kernel(x_block, y_unit, epsilon)
-        log_a_block = _guarded_log_reciprocal(
-            log_inv_n, jax.nn.logsumexp(block_log_k + log_b[None, :], axis=1)
-        )
-        masked_log_a = jnp.where(valid_block, log_a_block, -jnp.inf)
-        return jax.nn.logsumexp(block_log_k + masked_log_a[:, None], axis=0)
+    def a_update_then_column_lse(x_block, valid_block, log_b):
+        return block_a_update_then_column_lse(x_block, valid_block, log_b, y_unit, epsilon, log_inv_n)
 
     @checkpoint
-    def block_warp(x_block, log_b):
-        plan_rows = jax.nn.softmax(log_kernel(x_block, y_unit, epsilon) + log_b[None, :], axis=1)
-        return jnp.matmul(plan_rows, y_points, precision=MATMUL_PRECISION)
-
-    def log_b_from_column_lse(per_block_lse):  # (num_blocks, M) -> (M,)
-        return _guarded_log_reciprocal(log_inv_m, jax.nn.logsumexp(per_block_lse, axis=0))
+    def warp_rows(x_block, log_b):
+        return block_warp(x_block, log_b, y_unit, y_points, epsilon)
 
     # First b-update from the uniform a₀, then k − 1 fused (a, b) passes: k + 1 passes over log K
     # (warp included) instead of 2k. A Python loop, not lax.scan: under a scan over iterations, JAX's
     # partial evaluation treats the loop-invariant log-kernel slabs as residuals and stores all of
     # them, an N×M buffer.
     log_a0 = jnp.full((num_blocks, block), log_inv_n, x_unit.dtype)
-    log_b = log_b_from_column_lse(
-        jax.lax.map(lambda args: block_column_lse(*args), (x_blocks, log_a0, valid))
-    )
+    log_b = log_b_from_column_lse(jax.lax.map(lambda args: column_lse(*args), (x_blocks, log_a0, valid)), log_inv_m)
     for _ in range(num_iterations - 1):
         log_b = log_b_from_column_lse(
-            jax.lax.map(
-                lambda args, log_b=log_b: block_a_update_then_column_lse(*args, log_b),
-                (x_blocks, valid),
-            )
+            jax.lax.map(lambda args, log_b=log_b: a_update_then_column_lse(*args, log_b), (x_blocks, valid)),
+            log_inv_m,
         )
-    warped = jax.lax.map(lambda x_block: block_warp(x_block, log_b), x_blocks)
+    warped = jax.lax.map(lambda x_block: warp_rows(x_block, log_b), x_blocks)
     return _unblock(warped, n)

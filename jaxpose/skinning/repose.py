@@ -1,37 +1,49 @@
-"""`jaxpose repose`: extract a trained INS model's canonical mesh ONCE and repose it to many poses.
+"""`jaxpose repose` / `jaxpose.repose`: extract a trained INS model's canonical mesh ONCE, repose it to many poses.
 
     jaxpose repose --checkpoint RUN_DIR --poses POSES.npy --out OUT_DIR [--resolution 128] [--step N]
+
+    import jaxpose
+    canonical, posed = jaxpose.repose("runs/ins", "poses.npy", resolution=128)   # trimesh, [trimesh, ...]
 
 1. The checkpoint (an `ins` training workdir or its checkpoints/ directory) is restored with the config
    saved beside it; the subject's minimal body (for the bone transforms) comes from that config's
    `data.root` / `data.subject`.
 2. POSES: .npy holding (P, 24, 3) axis-angle radians (SMPL joint order), or .npz with that array under
-   "poses" (or as its only array). Non-finite values, other shapes and missing files are errors.
+   "poses" (or as its only array), or (Python) such an array. Non-finite values, other shapes, missing
+   files and pickled files are errors.
 3. The pose-independent canonical occupancy is meshed once by marching cubes on a resolution³ grid over
-   the subject's star-pose bounding box (padded by `PADDING_M`), largest component kept.
+   the subject's star-pose bounding box (padded by `PADDING_M`), largest component kept. The grid is
+   evaluated in chunks of `GRID_CHUNK` points, one compiled call each, under a progress bar.
 4. Its vertices are moved to every pose by `INS.repose` (H_c⁻¹ → forward LBS → H_d⁻¹; jit + vmap over
-   poses), so every output shares the canonical mesh's faces and vertex order (correspondences).
+   chunks of `POSE_CHUNK` poses, a progress bar over poses), so every output shares the canonical
+   mesh's faces and vertex order (correspondences).
 
-Writes OUT_DIR/canonical.obj and OUT_DIR/pose_000.obj, pose_001.obj, ... (atomically).
+The CLI writes OUT_DIR/canonical.obj and OUT_DIR/pose_000.obj, pose_001.obj, ... (atomically); status
+lines and bars go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import pathlib
 import sys
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from tqdm import tqdm
 
 from jaxpose.bodies.canonical import rectified_bone_transforms, star_pose
 from jaxpose.bodies.model import forward
+from jaxpose.io.arrays import ArrayFileError, load_npy, open_npz
 from jaxpose.io.mesh import save_mesh
 from jaxpose.skinning.cape import CapeDataset
-from jaxpose.skinning.extraction import extract_mesh
+from jaxpose.skinning.extraction import grid_points, largest_component, marching_cubes_mesh
 from jaxpose.training import evaluation
 from jaxpose.training.checkpoint import CheckpointError
 from jaxpose.training.sharding import make_mesh
@@ -39,38 +51,49 @@ from jaxpose.training.state import merge_model
 
 PADDING_M = 0.15
 NUM_JOINTS = 24
+GRID_CHUNK = 65_536
+"""Grid points per compiled occupancy call (as `extraction.extract_mesh`'s default chunk)."""
+POSE_CHUNK = 16
+"""Poses per compiled repose call (vmapped; the last chunk is padded to this size)."""
+
+
+def _validate_poses(poses, source: str) -> np.ndarray:
+    """Poses (P, 24, 3) float32 from an array; ValueError naming `source` for shape, dtype or NaN/Inf."""
+    poses = np.asarray(poses)
+    if poses.ndim != 3 or poses.shape[1:] != (NUM_JOINTS, 3) or poses.shape[0] == 0:
+        raise ValueError(f"{source}: poses must have shape (P, {NUM_JOINTS}, 3) axis-angle with P >= 1, got {poses.shape}")
+    if not np.issubdtype(poses.dtype, np.number):
+        raise ValueError(f"{source}: poses must be numeric, got dtype {poses.dtype}")
+    bad = ~np.isfinite(poses)
+    if bad.any():
+        frames = np.unique(np.nonzero(bad)[0])
+        raise ValueError(f"{source}: poses hold non-finite values (pose indices {frames[:10].tolist()})")
+    return poses.astype(np.float32)
+
+
+def _is_zip(path: pathlib.Path) -> bool:
+    """True if the file starts like a zip archive (an .npz, whatever its name)."""
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"PK"
 
 
 def load_poses(path: str | pathlib.Path) -> np.ndarray:
-    """Poses (P, 24, 3) float32 from a .npy or .npz file; clear errors for anything else."""
+    """Poses (P, 24, 3) float32 from a .npy or .npz file (read without pickles); clear errors for anything else."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"poses file not found: {path}")
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise ValueError(f"{path}: not a readable .npy/.npz file ({error})") from error
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            names = loaded.files
-            if "poses" in names:
-                poses = loaded["poses"]
-            elif len(names) == 1:
-                poses = loaded[names[0]]
-            else:
-                raise ValueError(f"{path}: .npz must hold an array named 'poses' (or exactly one array), found {names}")
-    else:
-        poses = loaded
-    poses = np.asarray(poses)
-    if poses.ndim != 3 or poses.shape[1:] != (NUM_JOINTS, 3) or poses.shape[0] == 0:
-        raise ValueError(f"{path}: poses must have shape (P, {NUM_JOINTS}, 3) axis-angle with P >= 1, got {poses.shape}")
-    if not np.issubdtype(poses.dtype, np.number):
-        raise ValueError(f"{path}: poses must be numeric, got dtype {poses.dtype}")
-    bad = ~np.isfinite(poses)
-    if bad.any():
-        frames = np.unique(np.nonzero(bad)[0])
-        raise ValueError(f"{path}: poses hold non-finite values (pose indices {frames[:10].tolist()})")
-    return poses.astype(np.float32)
+        if _is_zip(path):
+            with open_npz(path, what="poses file") as archive:
+                names = archive.files
+                if "poses" not in names and len(names) != 1:
+                    raise ValueError(f"{path}: .npz must hold an array named 'poses' (or exactly one array), found {names}")
+                poses = archive["poses" if "poses" in names else names[0]]
+        else:
+            poses = load_npy(path, what="poses file")
+    except ArrayFileError as error:
+        raise ValueError(str(error)) from None
+    return _validate_poses(poses, str(path))
 
 
 def load_ins(checkpoint: str | pathlib.Path, step: int | None = None):
@@ -93,8 +116,36 @@ def subject_body(data):
     return body, np.asarray(star.vertices, np.float32)
 
 
-def repose_all(model, canonical_vertices, bone_transforms):
-    """`model.repose` of canonical vertices (V, 3) to every pose of bone_transforms (P, 24, 4, 4): (P, V, 3)."""
+def _bar(total: int, desc: str, unit: str, show: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not show, dynamic_ncols=True, mininterval=0.5)
+
+
+def extract_canonical(model, bounds, resolution: int, *, show_bar: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical mesh (vertices (V, 3) float32 m, faces (F, 3) int32) of `model.canonical_occupancy` > 0.
+
+    The resolution³ grid over `bounds` is evaluated in `GRID_CHUNK`-point chunks (one compiled function,
+    the last chunk padded), then marching cubes and the largest component, as `extraction.extract_mesh`.
+    """
+    points = grid_points(bounds, resolution)
+    chunk = min(GRID_CHUNK, len(points))
+    padded = np.concatenate([points, np.broadcast_to(points[:1], ((-len(points)) % chunk, 3))])
+    occupancy = jax.jit(model.canonical_occupancy)
+    values = []
+    with _bar(len(padded) // chunk, f"canonical occupancy {resolution}^3", "chunk", show_bar) as bar:
+        for start in range(0, len(padded), chunk):
+            values.append(np.asarray(occupancy(jnp.asarray(padded[start:start + chunk]))))
+            bar.update()
+    grid = np.concatenate(values)[: len(points)].reshape(resolution, resolution, resolution)
+    return largest_component(*marching_cubes_mesh(grid, bounds))
+
+
+def repose_all(model, canonical_vertices, bone_transforms, *, chunk: int = POSE_CHUNK,
+               on_chunk: Callable[[int], None] | None = None) -> np.ndarray:  # fmt: skip
+    """`model.repose` of canonical vertices (V, 3) to every pose of bone_transforms (P, 24, 4, 4): (P, V, 3).
+
+    One compiled function vmapped over `chunk` poses (the last chunk padded); `on_chunk(count)` is
+    called after each chunk with the number of real poses in it.
+    """
     graphdef, state = nnx.split(model)
 
     @jax.jit
@@ -102,10 +153,72 @@ def repose_all(model, canonical_vertices, bone_transforms):
         module = nnx.merge(graphdef, state)
         return jax.vmap(module.repose, in_axes=(None, 0))(vertices, transforms)
 
-    return run(state, canonical_vertices, bone_transforms)
+    transforms = np.asarray(bone_transforms)
+    count = len(transforms)
+    size = min(chunk, count)
+    padded = np.concatenate([transforms, np.repeat(transforms[-1:], (-count) % size, axis=0)])
+    vertices = jnp.asarray(canonical_vertices)
+    posed = []
+    for start in range(0, len(padded), size):
+        posed.append(np.asarray(run(state, vertices, jnp.asarray(padded[start:start + size]))))
+        if on_chunk is not None:
+            on_chunk(min(size, count - start))
+    return np.concatenate(posed)[:count]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reposed:
+    """Canonical mesh (vertices (V, 3) float32 m, faces (F, 3) int32), the posed vertices (P, V, 3) float32
+    sharing its faces, and the seconds spent extracting and reposing (compilation included)."""
+
+    canonical_vertices: np.ndarray
+    faces: np.ndarray
+    posed_vertices: np.ndarray
+    extraction_seconds: float
+    repose_seconds: float
+
+
+def run_repose(checkpoint, poses, *, resolution: int = 128, step: int | None = None, progress: bool = True) -> Reposed:
+    """Extract the canonical mesh of an INS checkpoint once and repose it to `poses` (a path or (P, 24, 3)).
+
+    Raises FileNotFoundError / ValueError for bad poses or resolution, CheckpointError for a bad checkpoint,
+    ValueError if reposing gives non-finite vertices. `progress`: status lines and bars on stderr.
+    """
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 2:
+        raise ValueError(f"resolution must be an integer >= 2, got {resolution!r}")
+    poses = load_poses(poses) if isinstance(poses, (str, os.PathLike)) else _validate_poses(poses, "poses array")
+    say = (lambda line: print(line, file=sys.stderr, flush=True)) if progress else (lambda _: None)
+    model, config = load_ins(checkpoint, step)
+    body, star_vertices = subject_body(config.data)
+    say(f"compiling the occupancy network (canonical mesh at {resolution}^3)…")
+    start = time.perf_counter()
+    vertices, faces = extract_canonical(model, canonical_bounds(star_vertices), int(resolution), show_bar=progress)
+    extracted = time.perf_counter()
+    transforms = rectified_bone_transforms(body, jnp.zeros((body.num_betas,), jnp.float32), jnp.asarray(poses),
+                                           jnp.asarray(star_pose(body.num_joints)))  # fmt: skip
+    say(f"compiling the reposing function ({min(POSE_CHUNK, len(poses))} poses per call)…")
+    with _bar(len(poses), "reposing", "pose", progress) as bar:
+        posed = repose_all(model, vertices, transforms, on_chunk=bar.update)
+    if not np.all(np.isfinite(posed)):
+        raise ValueError("reposing produced non-finite vertices (is the checkpoint diverged?)")
+    return Reposed(vertices, faces, posed.astype(np.float32), extracted - start, time.perf_counter() - extracted)
+
+
+def repose(checkpoint, poses, *, resolution: int = 128, step: int | None = None, progress: bool = True):
+    """(canonical trimesh.Trimesh, [trimesh.Trimesh per pose]) of an INS checkpoint; see `run_repose`.
+
+    poses: a .npy/.npz path or a (P, 24, 3) axis-angle array (radians, SMPL joint order). All meshes share
+    the canonical mesh's faces and vertex order; metres.
+    """
+    import trimesh  # local: ~0.6 s to import, needed only for the mesh results
+
+    result = run_repose(checkpoint, poses, resolution=resolution, step=step, progress=progress)
+    mesh = lambda vertices: trimesh.Trimesh(vertices, result.faces, process=False)  # noqa: E731
+    return mesh(result.canonical_vertices), [mesh(frame) for frame in result.posed_vertices]
 
 
 def main(argv: list[str], prog: str = "jaxpose repose") -> int:
+    """Run the command; 0 on success, 2 on an expected error (one line on stderr)."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--checkpoint", required=True, metavar="DIR", help="an `ins` training workdir")
     parser.add_argument("--poses", required=True, metavar="FILE", help=".npy/.npz of (P, 24, 3) axis-angle poses")
@@ -116,29 +229,26 @@ def main(argv: list[str], prog: str = "jaxpose repose") -> int:
     if args.resolution < 2:
         parser.error(f"--resolution must be >= 2, got {args.resolution}")
     try:
-        poses = load_poses(args.poses)
-        model, config = load_ins(args.checkpoint, args.step)
-        body, star_vertices = subject_body(config.data)
-        start = time.perf_counter()
-        vertices, faces = extract_mesh(model.canonical_occupancy, canonical_bounds(star_vertices), args.resolution)
-        extracted = time.perf_counter()
-        transforms = rectified_bone_transforms(body, jnp.zeros((body.num_betas,), jnp.float32), jnp.asarray(poses),
-                                               jnp.asarray(star_pose(body.num_joints)))
-        posed = np.asarray(repose_all(model, jnp.asarray(vertices), transforms))
-        reposed = time.perf_counter()
-        if not np.all(np.isfinite(posed)):
-            raise ValueError("reposing produced non-finite vertices (is the checkpoint diverged?)")
+        result = run_repose(args.checkpoint, args.poses, resolution=args.resolution, step=args.step)
         out = pathlib.Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        save_mesh(out / "canonical.obj", vertices, faces)
-        for index, frame in enumerate(posed):
-            save_mesh(out / f"pose_{index:03d}.obj", frame, faces)
-    except (FileNotFoundError, ValueError, CheckpointError) as error:
+        save_mesh(out / "canonical.obj", result.canonical_vertices, result.faces)
+        for index, frame in enumerate(result.posed_vertices):
+            save_mesh(out / f"pose_{index:03d}.obj", frame, result.faces)
+    except CheckpointError as error:
+        message = str(error) if str(error).startswith("checkpoint ") else f"checkpoint {args.checkpoint}: {error}"
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    print(f"canonical mesh: {vertices.shape[0]} vertices, {faces.shape[0]} faces at {args.resolution}^3 "
-          f"({extracted - start:.2f} s); reposed to {len(poses)} poses in {reposed - extracted:.2f} s; wrote {out}")
+    print(f"canonical mesh: {len(result.canonical_vertices)} vertices, {len(result.faces)} faces at {args.resolution}^3 "
+          f"({result.extraction_seconds:.2f} s); reposed to {len(result.posed_vertices)} poses in "
+          f"{result.repose_seconds:.2f} s; wrote {out}")  # fmt: skip
     return 0
 
 
-__all__ = ["canonical_bounds", "load_ins", "load_poses", "main", "repose_all", "subject_body"]
+__all__ = [
+    "GRID_CHUNK", "POSE_CHUNK", "Reposed", "canonical_bounds", "extract_canonical", "load_ins", "load_poses", "main",
+    "repose", "repose_all", "run_repose", "subject_body",
+]
