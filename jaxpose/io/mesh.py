@@ -125,16 +125,21 @@ def _polygon_error(path: pathlib.Path, detail: str) -> MeshError:
     return MeshError(f"{path}: non-triangle faces ({detail}); jaxpose meshes must be triangle meshes. {TRIANGULATE_HINT}")
 
 
+def read_obj_text(path: pathlib.Path, error: type[Exception] = MeshError) -> str:
+    """The text of an OBJ file; `error` (naming the file) for binary data or text that is not UTF-8."""
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise error(f"{path}: corrupt OBJ (binary data / NUL bytes in a text format)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: corrupt OBJ (not UTF-8 text: {exc})") from None
+
+
 def _load_obj(path: pathlib.Path, triangulate: bool) -> tuple[np.ndarray, np.ndarray]:
     import trimesh  # local: trimesh takes ~0.6 s to import and only the OBJ/PLY readers need it
 
-    data = path.read_bytes()
-    if b"\x00" in data:
-        raise MeshError(f"{path}: corrupt OBJ (binary data / NUL bytes in a text format)")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MeshError(f"{path}: corrupt OBJ (not UTF-8 text: {exc})") from None
+    text = read_obj_text(path)
     num_v, arities = _scan_obj(text, path)
     if num_v == 0:
         raise MeshError(f"{path}: empty mesh (no `v` lines)")

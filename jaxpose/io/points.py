@@ -22,7 +22,7 @@ import pathlib
 import numpy as np
 
 from jaxpose.io.arrays import ArrayFileError, NpzArrays, load_npy, open_npz
-from jaxpose.io.mesh import MeshError
+from jaxpose.io.mesh import MeshError, read_obj_text
 
 POINT_EXTENSIONS = (".obj", ".ply", ".npy", ".npz")
 NPZ_NAMES = ("vertices", "points")
@@ -57,13 +57,7 @@ def validate_points(points, source: str = "points") -> np.ndarray:
 
 def _obj_vertices(path: pathlib.Path) -> np.ndarray:
     """(V, 3) float64 from the `v` lines of an OBJ file (first three numbers of each line)."""
-    data = path.read_bytes()
-    if b"\x00" in data:
-        raise PointsError(f"{path}: corrupt OBJ (binary data / NUL bytes in a text format)")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PointsError(f"{path}: corrupt OBJ (not UTF-8 text: {exc})") from None
+    text = read_obj_text(path, PointsError)
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if line[:2] not in ("v ", "v\t"):
