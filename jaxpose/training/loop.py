@@ -212,21 +212,23 @@ def _train(config, workdir: pathlib.Path, task: Task, mesh, on_step_end, show_pr
                 previous_metrics = metrics
                 step += 1
                 last = step == num_steps
-                if step % int(config.log_every) == 0 or last:
-                    scalars = sharding_lib.to_host(metrics)
+                log_now = step % int(config.log_every) == 0 or last
+                eval_now = evaluator is not None and (step % int(config.eval_every) == 0 or last)
+                save_now = bool(int(config.checkpoint_every)) and step % int(config.checkpoint_every) == 0
+                if log_now or eval_now or save_now:  # this step's state is about to be read: it must be finite
                     check(step, metrics)
+                if log_now:
+                    scalars = sharding_lib.to_host(metrics)
                     scalars.pop(step_lib.FINITE_METRIC)
                     rate = progress.update(step, float(scalars["loss"]))
                     scalars["items_per_second"] = rate
                     logger.write(step, {f"train/{k}": v for k, v in scalars.items()})
-                if evaluator is not None and (step % int(config.eval_every) == 0 or last):
-                    check(step, metrics)
+                if eval_now:
                     if evaluator.num_compilations == 0:
                         progress.note("compiling the eval step…")
                     summary = summarize(evaluator(state.params, state.model_state, eval_data))
                     logger.write(step, {f"eval/{k}": v.mean for k, v in summary.items()})
-                if int(config.checkpoint_every) and step % int(config.checkpoint_every) == 0:
-                    check(step, metrics)
+                if save_now:
                     save(step)
                 if on_step_end is not None:
                     on_step_end(step, state)
