@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("jaxpose.training.cli_eval", "evaluate checkpoints/baselines on a test list"),
     "transfer": ("jaxpose.pose_transfer.transfer", "pose transfer of one mesh pair with a trained checkpoint"),
     "repose": ("jaxpose.skinning.repose", "extract an INS canonical mesh once and repose it to given poses"),
+    "refine": ("jaxpose.fitting.cli_refine", "refine a body estimate with the displacement CNN and dense SMPLify"),
+    "fit": ("jaxpose.fitting.cli_fit", "keypoint-only SMPLify fit of a body to 2D keypoints"),
 }
 
 

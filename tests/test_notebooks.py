@@ -1,6 +1,7 @@
 """Every shipped notebook is clean nbformat 4; `pose_transfer.ipynb` executes end to end with nbclient.
 
-(`tests/test_notebook_ins.py` executes `invertible_skinning.ipynb` with its own output checks.)
+(`tests/test_notebook_ins.py` and `tests/test_notebook_refinement.py` execute `invertible_skinning.ipynb` and
+`personalized_refinement.ipynb` with their own output checks.)
 
 The kernel is `python3` from this interpreter's environment: if jupyter's kernelspec lookup does not
 find one (fresh venv), a kernelspec pointing at `sys.executable` is installed into `sys.prefix`.
@@ -41,7 +42,7 @@ def _ensure_python3_kernel() -> str:
 
 
 def test_notebooks_are_found():
-    assert [p.name for p in NOTEBOOKS] == ["invertible_skinning.ipynb", "pose_transfer.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["invertible_skinning.ipynb", "personalized_refinement.ipynb", "pose_transfer.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -87,9 +87,8 @@ def write_loss_curve(
     records: Sequence[Mapping], path: str | os.PathLike, keys: Sequence[str] = ("train/loss", "eval/loss")
 ) -> None:
     """Plot the named series against step (log-scale y when positive) to a PNG, atomically."""
-    import matplotlib  # local: only the main process plots, and matplotlib must get the Agg backend first
-
-    matplotlib.use("Agg")
+    # Local import: only the main process plots. `Figure` + `savefig` need no pyplot backend, so the
+    # caller's backend (e.g. a notebook's inline one) is left alone.
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6, 4), dpi=100)

@@ -22,6 +22,7 @@ BUILTIN_TASKS: dict[str, str] = {
     "ins": "jaxpose.skinning.task:INS_TASK",
     "snarf": "jaxpose.skinning.task:SNARF_TASK",
     "snarf_nc": "jaxpose.skinning.task:SNARF_NC_TASK",
+    "refinement": "jaxpose.fitting.definition:REFINEMENT_TASK",
 }
 
 _registered: dict[str, TaskDefinition] = {}
