@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +14,7 @@ from jaxpose.fitting.comparisons import ComparisonSettings, Method, observations
 from jaxpose.fitting.evaluation import person_metrics
 from jaxpose.fitting.observations import densepose_like_observations
 from jaxpose.fitting.params import params_from_pose, pose_body
-from jaxpose.fitting.synthetic import SyntheticConfig, camera_from_arrays, make_dataset
+from jaxpose.fitting.synthetic import SyntheticConfig, camera_from_arrays, draw_people, make_dataset
 from jaxpose.render import project, render_buffers
 
 SMALL = SyntheticConfig(
@@ -84,3 +86,13 @@ def test_rows_refine_toward_the_truth_and_do_not_depend_on_the_batch(body, datas
     assert not np.array_equal(whole.keypoints[2], whole.keypoints[3])
     with pytest.raises(ValueError, match="predictor"):
         score_method(Method.PREDICTED, body, camera, dataset, FAST)
+
+
+def test_robustness_variants_hold_the_same_people():
+    plain = draw_people(SMALL, "test")
+    for variant in (dataclasses.replace(SMALL, lighting_shift=True), dataclasses.replace(SMALL, texture_noise=0.2)):
+        other = draw_people(variant, "test")
+        for key in ("gt_pose", "init_pose", "gt_betas", "init_betas", "gt_transl", "init_transl", "identity"):
+            np.testing.assert_array_equal(other[key], plain[key])
+    shifted = draw_people(dataclasses.replace(SMALL, lighting_shift=True), "test")
+    assert not np.array_equal(shifted["light_direction"], plain["light_direction"])

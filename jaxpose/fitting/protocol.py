@@ -111,6 +111,19 @@ class RefinementProtocol(StandardProtocol):
             results[unique_row(results, row)] = evaluation.summarize(per_person)
             timings.append(f"{row}: {seconds:.1f} s")
 
+        variants = {}
+        if getattr(options, "robustness", False) and request.checkpoints:
+            # Build and check the variant splits before any scoring, so a mismatch costs nothing.
+            configs = {
+                f"texture noise σ={options.texture_noise:g}": dataclasses.replace(synthetic, texture_noise=float(options.texture_noise)),
+                "lighting change": dataclasses.replace(synthetic, lighting_shift=True),
+            }
+            for label, variant in configs.items():
+                data = load_or_make_dataset(variant, "test", cache_dir)
+                for key in ("gt_pose", "init_pose", "gt_betas", "init_betas", "gt_transl", "init_transl"):
+                    if not np.array_equal(data[key], dataset[key]):
+                        raise ValueError(f"the {label} variant of the test split does not hold the same people ({key} differs)")
+                variants[label] = data
         if not getattr(options, "no_baselines", False):
             for method, row in BASELINE_ROWS.items():
                 score(row, method, dataset)
@@ -119,18 +132,9 @@ class RefinementProtocol(StandardProtocol):
             score(f"ours: {name}", Method.PREDICTED, dataset, predictor)
         if not getattr(options, "no_baselines", False):
             score(EXACT_ROW, Method.EXACT, dataset)
-        if getattr(options, "robustness", False) and predictors:
-            variants = {
-                f"texture noise σ={options.texture_noise:g}": dataclasses.replace(synthetic, texture_noise=float(options.texture_noise)),
-                "lighting change": dataclasses.replace(synthetic, lighting_shift=True),
-            }
-            for label, variant in variants.items():
-                data = load_or_make_dataset(variant, "test", cache_dir)
-                same = all(np.array_equal(data[k], dataset[k]) for k in ("gt_pose", "init_pose", "gt_betas", "init_betas"))
-                if not same:
-                    raise ValueError(f"the {label} variant of the test split does not hold the same people")
-                for name, predictor in predictors.items():
-                    score(f"ours: {name}, {label}", Method.PREDICTED, data, predictor)
+        for label, data in variants.items():
+            for name, predictor in predictors.items():
+                score(f"ours: {name}, {label}", Method.PREDICTED, data, predictor)
         count = len(dataset["gt_pose"]) if people is None else min(int(people), len(dataset["gt_pose"]))
         notes = (
             f"{count} held-out synthetic people ({synthetic.image_size}x{synthetic.image_size}, {synthetic.resolution} body); "

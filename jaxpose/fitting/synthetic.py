@@ -314,7 +314,11 @@ def draw_people(config: SyntheticConfig, split: str, body=None, camera: Camera |
         init_betas = (gt_betas + rng.normal(0.0, config.beta_noise, gt_betas.shape)).astype(np.float32)
         transl_sigma = np.asarray([config.transl_noise, config.transl_noise, config.depth_noise])
         init_transl = (gt_transl + rng.normal(0.0, 1.0, (n, 3)) * transl_sigma).astype(np.float32)
-        light, ambient = _light(rng, n, config.light_azimuth_deg, config.light_elevation_deg, config.ambient_range, config.lighting_shift)
+        light, ambient = _light(rng, n, config.light_azimuth_deg, config.light_elevation_deg, config.ambient_range)
+        if config.lighting_shift:
+            # Drawn from a stream of its own, after the usual draws: the shifted split holds the same people.
+            shift_rng = np.random.default_rng([config.seed, 11, _split_index(split), attempts])
+            light, ambient = _light(shift_rng, n, config.light_azimuth_deg, config.light_elevation_deg, config.ambient_range, True)
         ok = _fits(config, body, camera, gt_betas, gt_pose, gt_transl) & _fits(config, body, camera, init_betas, init_pose, init_transl)
         chosen = np.flatnonzero(ok)[: total - kept]
         parts.append({
