@@ -60,3 +60,22 @@ def rng():
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
     return _REPO
+
+
+@pytest.fixture(scope="session")
+def python3_kernel() -> str:
+    """Name of a Jupyter "python3" kernel running this interpreter (installed into sys.prefix if missing)."""
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel  # only the notebook tests need Jupyter
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec("python3")
+        if pathlib.Path(spec.argv[0]).exists() or spec.argv[0] in ("python", "python3"):
+            return "python3"
+    except NoSuchKernel:
+        pass
+    from ipykernel.kernelspec import install
+
+    install(user=False, prefix=sys.prefix, kernel_name="python3")
+    return "python3"

@@ -2,7 +2,7 @@
 
 No wall-clock assertion: the per-cell nbclient timeout only guards against hangs.
 
-Reuses `tests/test_notebooks.py`'s kernelspec helper (installs a python3 kernelspec into sys.prefix when
+Uses the `python3_kernel` fixture of `tests/conftest.py` (installs a python3 kernelspec into sys.prefix when
 the venv lacks one).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import sys
 
 import pytest
 
@@ -21,15 +20,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "invertible_skinning.ipynb"
 
 
-def _kernel() -> str:
-    sys.path.insert(0, str(REPO / "tests"))
-    try:
-        from test_notebooks import _ensure_python3_kernel
-    finally:
-        sys.path.pop(0)
-    return _ensure_python3_kernel()
-
-
 def test_notebook_is_saved_without_outputs():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
@@ -37,12 +27,12 @@ def test_notebook_is_saved_without_outputs():
     assert code and all(not c.outputs and c.execution_count is None for c in code)
 
 
-def test_notebook_executes(tmp_path):
+def test_notebook_executes(tmp_path, python3_kernel):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), JAX_PLATFORMS="cpu",
                MPLBACKEND="Agg")
     env.pop("XLA_FLAGS", None)  # one CPU device in the kernel, as a user would have
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name=_kernel(), resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name=python3_kernel, resources={"metadata": {"path": str(tmp_path)}})
     client.execute(env=env)
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "round trip" in text and "reposed:" in text

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import sys
 
 import pytest
 
@@ -23,22 +22,6 @@ nbclient = pytest.importorskip("nbclient")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 TIMEOUT_S = 120  # per cell, against hangs only: tests never assert wall-clock time
-
-
-def _ensure_python3_kernel() -> str:
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    manager = KernelSpecManager()
-    try:
-        spec = manager.get_kernel_spec("python3")
-        if pathlib.Path(spec.argv[0]).exists() or spec.argv[0] in ("python", "python3"):
-            return "python3"
-    except NoSuchKernel:
-        pass
-    from ipykernel.kernelspec import install
-
-    install(user=False, prefix=sys.prefix, kernel_name="python3")
-    return "python3"
 
 
 def test_notebooks_are_found():
@@ -57,9 +40,9 @@ def test_notebook_is_clean_nbformat4(path):
         assert cell.execution_count is None, "notebook must be saved without execution counts"
 
 
-def test_pose_transfer_notebook_executes(monkeypatch):
+def test_pose_transfer_notebook_executes(monkeypatch, python3_kernel):
     path = REPO / "notebooks" / "pose_transfer.ipynb"
-    kernel = _ensure_python3_kernel()
+    kernel = python3_kernel
     monkeypatch.setenv("JAXPOSE_CHECKPOINT", "")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel then uses its inline backend
