@@ -28,9 +28,6 @@ from jaxpose.training.config import apply_overrides, load_config
 from jaxpose.training.loop import train_and_evaluate
 from training_support import tiny_config
 
-# Module fixtures (data, checkpoints, compiled fits) are built once: keep this file on one xdist worker.
-pytestmark = pytest.mark.xdist_group("fitting_cli")
-
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 STEPS = "4,8"  # solver steps of the two stages: enough to move, cheap to run
 PEOPLE = ("p0", "p1")

@@ -17,9 +17,6 @@ from jaxpose.fitting.params import params_from_pose, pose_body
 from jaxpose.fitting.synthetic import SyntheticConfig, camera_from_arrays, draw_people, make_dataset
 from jaxpose.render import project, render_buffers
 
-# Module fixtures (data, checkpoints, compiled fits) are built once: keep this file on one xdist worker.
-pytestmark = pytest.mark.xdist_group("fitting_comparisons")
-
 SMALL = SyntheticConfig(
     image_size=64, num_train=2, num_test=4, train_identities=2, test_identities=2, train_poses=4, test_poses=4,
     texture_frames=1, chunk_size=4, seed=5,

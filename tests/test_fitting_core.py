@@ -17,9 +17,6 @@ from jaxpose.metrics import mpjpe
 from jaxpose.render import look_at, make_camera, project, render_buffers, screen_vertices
 from jaxpose.geometry.rotations import axis_angle_to_matrix
 
-# Module fixtures (data, checkpoints, compiled fits) are built once: keep this file on one xdist worker.
-pytestmark = pytest.mark.xdist_group("fitting_core")
-
 
 @pytest.fixture(scope="module")
 def body():
