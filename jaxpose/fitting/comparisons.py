@@ -70,10 +70,14 @@ def _person_keys(seed: int, indices: np.ndarray, salt: int) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(indices))
 
 
+@jax.jit
+def _posed_batch(body: BodyModel, pose, betas, transl):
+    return jax.vmap(lambda p, b, t: pose_body(body, params_from_pose(p, b, t)))(pose, betas, transl)
+
+
 def _posed(body: BodyModel, pose, betas, transl):
-    return jax.jit(jax.vmap(lambda p, b, t: pose_body(body, params_from_pose(p, b, t))))(
-        jnp.asarray(pose), jnp.asarray(betas), jnp.asarray(transl)
-    )
+    """Posed bodies of a batch (compiled once per shape; the body is an argument, not a constant)."""
+    return _posed_batch(body, jnp.asarray(pose), jnp.asarray(betas), jnp.asarray(transl))
 
 
 def observations_for(

@@ -43,15 +43,19 @@ def error_3d_2d(vertices, joints, gt_vertices, gt_joints, camera: Camera) -> dic
     }
 
 
+@jax.jit
+def _person_iou(vertices: jax.Array, faces: jax.Array, camera: Camera, gt_mask: jax.Array) -> jax.Array:
+    mask = rasterize(screen_vertices(vertices, camera), faces, camera.height, camera.width).mask
+    union = jnp.sum(mask | gt_mask)
+    return jnp.where(union > 0, jnp.sum(mask & gt_mask) / jnp.maximum(union, 1), 1.0)
+
+
 def silhouette_iou(vertices: jax.Array, faces: jax.Array, camera: Camera, gt_mask: jax.Array) -> jax.Array:
-    """(B,) IoU between the rendered masks of vertices (B, V, 3) and the masks gt_mask (B, H, W)."""
-    render = jax.jit(lambda v: rasterize(screen_vertices(v, camera), faces, camera.height, camera.width).mask)
-    ious = []
-    for i in range(vertices.shape[0]):
-        mask = render(vertices[i])
-        union = jnp.sum(mask | gt_mask[i])
-        ious.append(jnp.where(union > 0, jnp.sum(mask & gt_mask[i]) / jnp.maximum(union, 1), 1.0))
-    return jnp.stack(ious)
+    """(B,) IoU between the rendered masks of vertices (B, V, 3) and the masks gt_mask (B, H, W).
+
+    One person per call of a module-level jitted function: compiled once per (mesh, image) shape."""
+    faces = jnp.asarray(faces, jnp.int32)
+    return jnp.stack([_person_iou(vertices[i], faces, camera, gt_mask[i]) for i in range(vertices.shape[0])])
 
 
 def person_metrics(vertices, joints, gt_vertices, gt_joints, faces, camera: Camera, gt_mask) -> dict[str, jax.Array]:
