@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "repose": ("jaxpose.skinning.repose", "extract an INS canonical mesh once and repose it to given poses"),
     "refine": ("jaxpose.fitting.cli_refine", "refine a body estimate with the displacement CNN and dense SMPLify"),
     "fit": ("jaxpose.fitting.cli_fit", "keypoint-only SMPLify fit of a body to 2D keypoints"),
+    "deform-learn": ("jaxpose.deform_learn.cli_loop", "run the deform-and-learn loop (registration + lifter + ConvNet)"),
+    "register": ("jaxpose.deform_learn.cli_register", "register the segment-scale body to one image's dense labels"),
 }
 
 

@@ -25,7 +25,8 @@ TIMEOUT_S = 120  # per cell, against hangs only: tests never assert wall-clock t
 
 
 def test_notebooks_are_found():
-    assert [p.name for p in NOTEBOOKS] == ["invertible_skinning.ipynb", "personalized_refinement.ipynb", "pose_transfer.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == [
+        "deform_and_learn.ipynb", "invertible_skinning.ipynb", "personalized_refinement.ipynb", "pose_transfer.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

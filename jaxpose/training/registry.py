@@ -23,6 +23,8 @@ BUILTIN_TASKS: dict[str, str] = {
     "snarf": "jaxpose.skinning.task:SNARF_TASK",
     "snarf_nc": "jaxpose.skinning.task:SNARF_NC_TASK",
     "refinement": "jaxpose.fitting.definition:REFINEMENT_TASK",
+    "deform_learn_lifter": "jaxpose.deform_learn.tasks:LIFTER_TASK",
+    "deform_learn_regressor": "jaxpose.deform_learn.tasks:REGRESSOR_TASK",
 }
 
 _registered: dict[str, TaskDefinition] = {}
