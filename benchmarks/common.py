@@ -90,3 +90,54 @@ def latency_cells(row: dict, baseline_rss: int, compile_digits: int = 2) -> str:
         f" {row['compile_s']:.{compile_digits}f} | {row['median_s']:.3f} | {row['min_s']:.3f} | "
         f"{row['temp_bytes'] / 2**20:.0f} | {(row['max_rss'] - baseline_rss) / 2**20:.0f} |"
     )
+
+
+def time_calls(call, repeats: int) -> tuple[dict, object]:
+    """Warm-up call (compiles) + `repeats` timed calls of `call()`; returns (timings, last output).
+
+    timings: compile_s (first call − median, clamped at 1e-6 so that noise on a loaded machine cannot
+    report a negative compile time), first_call_s, median_s, min_s, times_s.
+    """
+    import statistics
+    import time
+
+    import jax
+
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    start = time.perf_counter()
+    output = jax.block_until_ready(call())
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        output = jax.block_until_ready(call())
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    timings = {"compile_s": max(first - median, 1e-6), "first_call_s": first, "median_s": median,
+               "min_s": min(times), "times_s": times}  # fmt: skip
+    return timings, output
+
+
+def versions() -> dict:
+    """Python, JAX, jaxlib, Flax, optax, NumPy versions and the jaxpose git commit (+ "-dirty")."""
+    import flax
+    import jax
+    import jaxlib
+    import numpy as np
+    import optax
+
+    commit = "unknown"
+    root = pathlib.Path(__file__).resolve().parent.parent
+    try:
+        def git(*args):
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+        commit = head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return {
+        "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+        "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__, "jaxpose_commit": commit,
+    }  # fmt: skip

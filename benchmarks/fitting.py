@@ -52,14 +52,10 @@ import datetime
 import json
 import math
 import os
-import platform
 import shlex
-import statistics
-import subprocess
 import sys
-import time
 
-from benchmarks.common import load_average, machine_description
+from benchmarks.common import load_average, machine_description, time_calls, versions
 
 CNN_CONFIG = "configs/refinement_small.py"
 FIT_IMAGE_SIZE = 128
@@ -93,32 +89,6 @@ class Settings:
 # ----------------------------------------------------------------------------------------------
 # Timing
 # ----------------------------------------------------------------------------------------------
-
-
-def time_calls(call, repeats: int) -> tuple[dict, object]:
-    """Warm-up call (compiles) + `repeats` timed calls of `call()`; returns (timings, last output)."""
-    import jax
-
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    start = time.perf_counter()
-    output = jax.block_until_ready(call())
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        output = jax.block_until_ready(call())
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    timings = {
-        # Clamped so that timing noise on a loaded machine cannot report a negative compile time.
-        "compile_s": max(first - median, 1e-6),
-        "first_call_s": first,
-        "median_s": median,
-        "min_s": min(times),
-        "times_s": times,
-    }
-    return timings, output
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,29 +279,6 @@ def bench_cnn(settings: Settings, log=print) -> list[dict]:
 # ----------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------
-
-
-def versions() -> dict:
-    """Python, JAX, jaxlib, Flax, NumPy versions and the jaxpose git commit (+ "-dirty")."""
-    import flax
-    import jax
-    import jaxlib
-    import numpy as np
-
-    commit = "unknown"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        def git(*args):
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-
-        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
-        commit = head + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return {
-        "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-        "flax": flax.__version__, "numpy": np.__version__, "jaxpose_commit": commit,
-    }  # fmt: skip
 
 
 def run(settings: Settings, command: str = "", log=print) -> dict:

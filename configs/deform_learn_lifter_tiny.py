@@ -3,43 +3,29 @@
 Run: jaxpose train deform_learn_lifter --config configs/deform_learn_lifter_tiny.py --workdir /tmp/dl_lifter_tiny
 """
 
+import pathlib
+
 import ml_collections
+
+from jaxpose.training.config import load_config
+
+_SMALL = pathlib.Path(__file__).with_name("deform_learn_small.py")
 
 
 def tiny_data() -> ml_collections.ConfigDict:
     """The tiny synthetic data section shared by the two tiny deform-and-learn configs."""
-    data = ml_collections.ConfigDict()
+    data = load_config(_SMALL).data
     data.cache_dir = "runs/deform_learn_data_tiny"
-    data.targets = ""  # regressor: npz of registration θ (+ "depths", "depth_valid"); "" = none
-    data.lifter_depths = ""  # regressor: optional npz of lifter depths ("depths" or "depths_train")
-    data.synthetic = ml_collections.ConfigDict()  # `jaxpose.deform_learn.synthetic.DeformLearnDataConfig` fields
     s = data.synthetic
-    s.image_size = 32
-    s.num_train = 16
-    s.num_test = 8
-    s.train_subjects = 4
-    s.test_subjects = 2
-    s.points_per_person = 40
-    s.seed = 0
-    s.resolution = "low"
-    s.chunk_size = 8
+    s.image_size, s.num_train, s.num_test, s.train_subjects, s.test_subjects = 32, 16, 8, 4, 2
+    s.points_per_person, s.chunk_size = 40, 8
     return data
 
 
 def optimizer(lr: float) -> ml_collections.ConfigDict:
-    o = ml_collections.ConfigDict()
-    o.name = "adam"
+    """Adam at a constant `lr` (the small loop config's optimizer section)."""
+    o = load_config(_SMALL).lifter.optimizer
     o.lr = lr
-    o.b1 = 0.9
-    o.b2 = 0.999
-    o.eps = 1e-8
-    o.weight_decay = 0.0
-    o.clip_grad_norm = 1.0
-    o.schedule = "constant"
-    o.warmup_steps = 0
-    o.final_lr_fraction = 1.0
-    o.constant_epochs = 0.0
-    o.decay_epochs = 0.0
     return o
 
 

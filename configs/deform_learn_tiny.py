@@ -14,10 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
     config = load_config(pathlib.Path(__file__).with_name("deform_learn_small.py"))
     config.num_iterations = 2
     config.show_progress = False
-    s = config.data.synthetic
-    s.image_size, s.num_train, s.num_test, s.train_subjects, s.test_subjects = 32, 16, 8, 4, 2
-    s.points_per_person, s.chunk_size = 40, 8
-    config.data.cache_dir = "runs/deform_learn_data_tiny"
+    config.data = load_config(pathlib.Path(__file__).with_name("deform_learn_lifter_tiny.py")).data
     config.registration.num_steps = 20
     config.registration.batch_size = 16
     config.lifter_steps_per_iteration = 4

@@ -169,3 +169,23 @@ def test_shipped_loop_configs_build_their_tasks(name, tmp_path):
     assert build_task(lifter_config(config, 0)).name == "deform_learn_lifter"
     assert build_task(regressor_config(config, tmp_path / "registrations.npz", None)).name == "deform_learn_regressor"
     assert build_task(regressor_config(config, None, None)).name == "deform_learn_regressor"  # the supervised row
+
+
+def test_coco_keypoints_map_to_the_body_joints_of_the_same_name():
+    from jaxpose.bodies import default_body
+    from jaxpose.deform_learn.cli_register import COCO_TO_BODY_JOINT, keypoints_for_body
+    from jaxpose.deform_learn.densepose_json import DensePoseAnnotation
+
+    body = default_body("low")
+    coco = np.zeros((17, 3))
+    coco[:, 0], coco[:, 1], coco[:, 2] = np.arange(17) * 2.0 + 1.0, 50.0, 2.0
+    coco[9, 2] = 0.0  # left wrist not visible
+    empty = np.zeros((0, 2))
+    annotation = DensePoseAnnotation(0, np.zeros(4), empty, np.zeros(0, np.int32), empty, coco, 1)
+    keypoints, valid = keypoints_for_body(annotation, body, height=100, width=200)
+    names = list(body.joint_names)
+    assert valid.sum() == len(COCO_TO_BODY_JOINT) - 1 and not valid[names.index("left_wrist")]
+    elbow = names.index("right_elbow")  # COCO 8 at x = 17 px: (17 − 100) / 100 (one scale: max(H, W) / 2)
+    np.testing.assert_allclose(keypoints[elbow], [(17.0 - 100.0) / 100.0, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match="expected 24"):
+        keypoints_for_body(DensePoseAnnotation(0, np.zeros(4), empty, np.zeros(0, np.int32), empty, coco[:5], 1), body, 100, 200)

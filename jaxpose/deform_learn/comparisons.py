@@ -17,7 +17,7 @@ import pathlib
 import ml_collections
 
 from jaxpose.deform_learn.loop import (
-    CURVES_FILE, LoopData, load_loop_data, model_predictions, mpjpe_of, params_joints, regressor_config,
+    CURVES_FILE, LoopData, error_summary, load_loop_data, model_predictions, params_joints, regressor_config,
 )  # fmt: skip
 from jaxpose.deform_learn.params import PARAM_KEYS
 from jaxpose.io.atomic import atomic_write_text
@@ -53,34 +53,45 @@ def run_comparisons(config: ml_collections.ConfigDict, workdir, rows=ROWS, *, da
         result = train_and_evaluate(rconfig, workdir / row, task=task, show_progress=bool(config.get("show_progress", True)))
         predictions = model_predictions(result, task, task.make_eval_data(None, None).arrays, int(rconfig.eval_batch_size))
         joints = params_joints(data.body, {key: predictions[key] for key in PARAM_KEYS})
-        results[row] = {"convnet_test_mpjpe_mm": mpjpe_of(data.body, joints, data.test["joints_cam"], data.bone_length),
+        results[row] = {**error_summary(data.body, joints, data.test["joints_cam"], data.bone_length, "convnet_test"),
                         "num_steps": int(rconfig.num_steps)}  # fmt: skip
         atomic_write_text(path, json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _cell(row: dict, prefix: str) -> str:
+    """"mean ± std" of a row's ``{prefix}_mpjpe_mm`` (just the mean for rows written without a std)."""
+    mean, std = row[f"{prefix}_mpjpe_mm"], row.get(f"{prefix}_mpjpe_std_mm")
+    return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
 
 
 def results_table(workdir) -> str:
     """Markdown: the loop's three curves per iteration, then the final ConvNet and the comparison rows."""
     workdir = pathlib.Path(workdir)
     curves = [json.loads(line) for line in (workdir / CURVES_FILE).read_text().splitlines() if line.strip()]
-    lines = ["| iteration | ConvNet test MPJPE (mm) | lifter test MPJPE (mm) | registration train MPJPE (mm) |",
-             "|---|---|---|---|"]  # fmt: skip
+    lines = ["Protocol MPJPE (mm, skeleton scaled to the canonical bone length), mean ± std over images; PA-MPJPE (mm).",
+             "", "| iteration | ConvNet test MPJPE | lifter test MPJPE | registration train MPJPE | ConvNet test PA-MPJPE |",
+             "|---|---|---|---|---|"]  # fmt: skip
     for row in curves:
-        lines.append(f"| {row['iteration']} | {row['convnet_test_mpjpe_mm']:.1f} | {row['lifter_test_mpjpe_mm']:.1f} | "
-                     f"{row['registration_train_mpjpe_mm']:.1f} |")  # fmt: skip
+        lines.append(f"| {row['iteration']} | {_cell(row, 'convnet_test')} | {_cell(row, 'lifter_test')} | "
+                     f"{_cell(row, 'registration_train')} | {row.get('convnet_test_pa_mpjpe_mm', float('nan')):.1f} |")  # fmt: skip
     comparisons_path = workdir / COMPARISONS_FILE
     comparisons = json.loads(comparisons_path.read_text()) if comparisons_path.exists() else {}
-    lines += ["", "| regressor | test MPJPE (mm) |", "|---|---|"]
-    lines.append(f"| deform-and-learn, final ConvNet (iteration {curves[-1]['iteration']}) | {curves[-1]['convnet_test_mpjpe_mm']:.1f} |")
+    lines += ["", "| regressor | test MPJPE (mm) | test PA-MPJPE (mm) |", "|---|---|---|"]
+    final = curves[-1]
+    lines.append(f"| deform-and-learn, final ConvNet (iteration {final['iteration']}) | {_cell(final, 'convnet_test')} | "
+                 f"{final.get('convnet_test_pa_mpjpe_mm', float('nan')):.1f} |")  # fmt: skip
     labels = {"no_iteration": "no iteration, long training (first registration only)",
               "supervised": "fully 3D-supervised (ground-truth parameters), upper bound"}  # fmt: skip
     for row in ("no_iteration", "supervised"):
         if row in comparisons:
-            lines.append(f"| {labels[row]} ({comparisons[row]['num_steps']} steps) | {comparisons[row]['convnet_test_mpjpe_mm']:.1f} |")
+            result = comparisons[row]
+            lines.append(f"| {labels[row]} ({result['num_steps']} steps) | {_cell(result, 'convnet_test')} | "
+                         f"{result.get('convnet_test_pa_mpjpe_mm', float('nan')):.1f} |")  # fmt: skip
     last = curves[-1]
     if "tpose_test_mpjpe_mm" in last:
-        lines.append(f"| reference: the T-pose start (no learning) | {last['tpose_test_mpjpe_mm']:.1f} |")
-        lines.append(f"| reference: the ground-truth joints (floor of the size normalisation) | {last['ground_truth_test_mpjpe_mm']:.1f} |")
+        lines.append(f"| reference: the T-pose start (no learning) | {last['tpose_test_mpjpe_mm']:.1f} | |")
+        lines.append(f"| reference: the ground-truth joints (floor of the size normalisation) | {last['ground_truth_test_mpjpe_mm']:.1f} | |")
     return "\n".join(lines) + "\n"
 
 

@@ -154,7 +154,15 @@ def params_joints(body: BodyModel, params: dict[str, np.ndarray], batch_size: in
 
 
 def mpjpe_of(body: BodyModel, joints: np.ndarray, gt_joints: np.ndarray, bone_length: float) -> float:
+    """Mean protocol MPJPE (mm) of (N, J, 3) predicted joints against the ground truth."""
     return float(np.mean(evaluation.protocol_mpjpe(joints, gt_joints, body.parents, bone_length)))
+
+
+def error_summary(body: BodyModel, joints: np.ndarray, gt_joints: np.ndarray, bone_length: float, prefix: str) -> dict:
+    """``{prefix}_mpjpe_mm`` (mean), ``{prefix}_mpjpe_std_mm`` (std over images) and ``{prefix}_pa_mpjpe_mm``."""
+    errors = np.asarray(evaluation.protocol_mpjpe(joints, gt_joints, body.parents, bone_length), np.float64)
+    return {f"{prefix}_mpjpe_mm": float(errors.mean()), f"{prefix}_mpjpe_std_mm": float(errors.std()),
+            f"{prefix}_pa_mpjpe_mm": float(np.mean(evaluation.pa_mpjpe(joints, gt_joints)))}  # fmt: skip
 
 
 # --- stages -----------------------------------------------------------------------------------------------
@@ -276,9 +284,9 @@ def _evaluate(iteration: int, data: LoopData, lifted, registered, regressed) -> 
     registration = params_joints(body, {key: registered[key] for key in PARAM_KEYS})
     return {
         "iteration": iteration + 1,
-        "convnet_test_mpjpe_mm": mpjpe_of(body, convnet, data.test["joints_cam"], length),
-        "lifter_test_mpjpe_mm": mpjpe_of(body, lifter, data.test["joints_cam"], length),
-        "registration_train_mpjpe_mm": mpjpe_of(body, registration, data.train["joints_cam"], length),
+        **error_summary(body, convnet, data.test["joints_cam"], length, "convnet_test"),
+        **error_summary(body, lifter, data.test["joints_cam"], length, "lifter_test"),
+        **error_summary(body, registration, data.train["joints_cam"], length, "registration_train"),
         # References on the same protocol: the T-pose start, and the ground truth itself (the floor left by
         # rescaling every skeleton to the canonical size).
         "tpose_test_mpjpe_mm": mpjpe_of(body, params_joints(body, _tpose(body, data.test["keypoints"])), data.test["joints_cam"], length),

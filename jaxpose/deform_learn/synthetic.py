@@ -41,8 +41,7 @@ from jaxpose.bodies import SMPL_PARENTS, default_body, forward, sample_pose
 from jaxpose.deform_learn.charts import PartCharts, exact_vertex, nearest_chart_vertex, part_charts, pixel_labels
 from jaxpose.fitting.renders import procedural_texture, render_modalities
 from jaxpose.fitting.synthetic import _light, random_backgrounds
-from jaxpose.io.arrays import load_npz
-from jaxpose.io.atomic import atomic_save_npz
+from jaxpose.io.cache import cached_arrays
 from jaxpose.render.camera import Camera, look_at, project, world_to_camera
 
 DATASET_VERSION = 1
@@ -409,22 +408,8 @@ def load_or_make_dataset(config: DeformLearnDataConfig, split: str, cache_dir, *
     A custom `body` is part of the cache key (fingerprint of its arrays). Raises ValueError naming the
     file if a cache file exists but is unreadable or incomplete (delete it to regenerate).
     """
-    path = dataset_cache_path(config, split, cache_dir, body)
-    if path.exists():
-        try:
-            data = load_npz(path, "deform-learn dataset cache")
-        except ValueError as exc:
-            raise ValueError(f"corrupt deform-learn dataset cache {path}: {exc}; delete the file to regenerate it") from exc
-        missing = [key for key in REQUIRED_KEYS if key not in data]
-        if missing or len(data["subject"]) != config.num_images(split):
-            problem = f"missing arrays {missing}" if missing else f"{len(data['subject'])} images instead of {config.num_images(split)}"
-            raise ValueError(f"corrupt deform-learn dataset cache {path}: {problem}; delete the file to regenerate it")
-        if progress:
-            print(f"deform-learn {split}: loaded {path}", file=sys.stderr, flush=True)
-        return data
-    data = make_dataset(config, split, body=body, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save_npz(path, **data)
-    if progress:
-        print(f"deform-learn {split}: saved {path}", file=sys.stderr, flush=True)
-    return data
+    return cached_arrays(
+        dataset_cache_path(config, split, cache_dir, body), lambda: make_dataset(config, split, body=body, progress=progress),
+        what="deform-learn dataset cache", label=f"deform-learn {split}", required_keys=REQUIRED_KEYS, count_key="subject",
+        expected_count=config.num_images(split), count_name="images", progress=progress,
+    )  # fmt: skip

@@ -35,8 +35,7 @@ from jaxpose.bodies import default_body, forward, sample_pose
 from jaxpose.fitting.displacement import exact_displacement
 from jaxpose.fitting.renders import back_project_texture, body_code_colors, procedural_texture, render_modalities
 from jaxpose.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from jaxpose.io.arrays import load_npz
-from jaxpose.io.atomic import atomic_save_npz
+from jaxpose.io.cache import cached_arrays
 from jaxpose.render.camera import Camera, frame_vertices, make_camera, project_camera_points, world_to_camera
 from jaxpose.render.shade import DEFAULT_LIGHT_DIRECTION
 
@@ -492,22 +491,8 @@ def load_or_make_dataset(config: SyntheticConfig, split: str, cache_dir, *, prog
     Raises ValueError naming the file if a cache file exists but is unreadable or incomplete (delete it
     to regenerate).
     """
-    path = dataset_cache_path(config, split, cache_dir)
-    if path.exists():
-        try:
-            data = load_npz(path, "refinement dataset cache")
-        except ValueError as exc:
-            raise ValueError(f"corrupt refinement dataset cache {path}: {exc}; delete the file to regenerate it") from exc
-        missing = [key for key in REQUIRED_KEYS if key not in data]
-        if missing or len(data["identity"]) != config.num_people(split):
-            problem = f"missing arrays {missing}" if missing else f"{len(data['identity'])} people instead of {config.num_people(split)}"
-            raise ValueError(f"corrupt refinement dataset cache {path}: {problem}; delete the file to regenerate it")
-        if progress:
-            print(f"refinement {split}: loaded {path}", file=sys.stderr, flush=True)
-        return data
-    data = make_dataset(config, split, progress=progress)
-    started = time.perf_counter()
-    atomic_save_npz(path, **data)
-    if progress:
-        print(f"refinement {split}: saved {path} in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
-    return data
+    return cached_arrays(
+        dataset_cache_path(config, split, cache_dir), lambda: make_dataset(config, split, progress=progress),
+        what="refinement dataset cache", label=f"refinement {split}", required_keys=REQUIRED_KEYS, count_key="identity",
+        expected_count=config.num_people(split), count_name="people", progress=progress,
+    )  # fmt: skip
