@@ -34,7 +34,7 @@ case "$cmd" in
     ;;
   test)
     ensure_env
-    exec python -m pytest -n 2 "$@"
+    exec python -m pytest -n 2 --durations=25 "$@"
     ;;
   *)
     echo "usage: ./run.sh {demo|test} [ARGS]" >&2

@@ -131,6 +131,53 @@ def test_dense_and_online_match_official_float64(n, m, epsilon):
         np.testing.assert_allclose(online, expected, atol=1e-10)
 
 
+SCALING = CoreNetIteration(5, lse_mode=False)
+
+
+@pytest.mark.parametrize("n,m,epsilon", [(40, 57, 0.03), (57, 40, 0.1)])
+def test_scaling_domain_matches_official_and_log_domain_float64(n, m, epsilon):
+    with jax.enable_x64(True):
+        x, y, points = random_problem(n + m, n, m, dtype=np.float64)
+        expected = numpy_reference_warp(x, y, points, epsilon, 5)
+        got = ot_warp(x, y, points, epsilon=epsilon, solver=SCALING)
+        np.testing.assert_allclose(got, expected, atol=1e-10)
+        plan = row_normalised_plan(x, y, epsilon=epsilon, solver=SCALING)
+        np.testing.assert_allclose(plan, numpy_reference_plan(x, y, epsilon, 5), atol=1e-12)
+        np.testing.assert_allclose(plan.sum(axis=1), 1.0, atol=1e-12)
+
+        def loss(solver):
+            return lambda x, y, p: jnp.sum(jnp.sin(3 * ot_warp(x, y, p, epsilon=epsilon, solver=solver)))
+
+        log_grads = jax.grad(loss(CoreNetIteration(5)), argnums=(0, 1, 2))(x, y, points)
+        scaling_grads = jax.grad(loss(SCALING), argnums=(0, 1, 2))(x, y, points)
+        for a, b in zip(log_grads, scaling_grads):
+            np.testing.assert_allclose(b, a, atol=1e-11, rtol=1e-9)
+        check_grads(loss(SCALING), (x, y, points), order=1, modes=("rev",), atol=1e-5, rtol=1e-5)
+
+
+def test_scaling_domain_float32_agrees_with_the_reference_and_batches():
+    x, y, points = clustered_problem(4, 90, 70)
+    expected = numpy_reference_warp(x, y, points, 0.03, 5)
+    got = ot_warp(x, y, points, solver=SCALING)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, expected, atol=F32_ATOL)
+    batched = jax.vmap(lambda a, b, c: ot_warp(a, b, c, solver=SCALING))(*(np.stack([t, t]) for t in (x, y, points)))
+    np.testing.assert_allclose(batched[1], got, atol=1e-6)
+
+
+def test_scaling_domain_refuses_row_blocks_and_an_underflowing_epsilon():
+    x, y, points = random_problem(5, 20, 30)
+    with pytest.raises(ValueError, match="needs geometry Materialized"):
+        ot_warp(x, y, points, geometry=RowBlocked(8), solver=SCALING)
+    floor = sinkhorn.min_scaling_epsilon(np.float32)
+    assert 0.022 < floor < 0.0235  # 2 / -log(float32 tiny)
+    with pytest.raises(ValueError, match="below 0.0229.*underflows float32; use lse_mode=True"):
+        ot_warp(x, y, points, epsilon=0.02, solver=SCALING)
+    with pytest.raises(ValueError, match="below"):
+        row_normalised_plan(x, y, epsilon=0.02, solver=SCALING)
+    assert np.all(np.isfinite(ot_warp(x, y, points, epsilon=0.025, solver=SCALING)))
+
+
 @pytest.mark.parametrize("num_iterations", [1, 5])
 def test_dense_and_online_match_official_float32(num_iterations):
     x, y, points = random_problem(3, 70, 45)
@@ -475,6 +522,7 @@ def test_defaults_are_the_old_defaults():
 
 @pytest.mark.parametrize("name,expected", [
     ("dense", (Materialized(), CoreNetIteration(4))),
+    ("dense_scaling", (Materialized(), CoreNetIteration(4, lse_mode=False))),
     ("online", (RowBlocked(64), CoreNetIteration(4))),
     ("ott", (Materialized(), OttFixedStep(4))),
     ("ott_online", (RowBlocked(64), OttFixedStep(4))),
@@ -485,7 +533,7 @@ def test_matching_from_name_maps_every_name(name, expected):
 
 
 def test_matching_from_name_round_trip():
-    assert MATCHING_NAMES == ("dense", "online", "ott", "ott_online", "converged")
+    assert MATCHING_NAMES == ("dense", "dense_scaling", "online", "ott", "ott_online", "converged")
     pairs = {name: matching_from_name(name, block_size=9, num_iterations=2) for name in MATCHING_NAMES}
     # Every name gives its own pair; parsing again gives equal (and equally hashed) objects, so a name
     # read twice from a config reuses one jit compilation.
@@ -505,7 +553,7 @@ def test_matching_from_name_round_trip():
 
 def test_matching_from_name_errors():
     with pytest.raises(ValueError, match="unknown matching 'sparse'; expected one of "
-                                         "dense, online, ott, ott_online, converged"):
+                                         "dense, dense_scaling, online, ott, ott_online, converged"):
         matching_from_name("sparse")
     with pytest.raises(ValueError, match="unknown matching 'Dense'"):
         matching_from_name("Dense")
@@ -524,6 +572,7 @@ def test_matching_from_name_errors():
     (lambda: RowBlocked("8"), "RowBlocked: block_size must be an integer >= 1; got '8'"),
     (lambda: CoreNetIteration(0), "CoreNetIteration: num_iterations must be an integer >= 1; got 0"),
     (lambda: CoreNetIteration(5.0), "CoreNetIteration: num_iterations must be an integer >= 1; got 5.0"),
+    (lambda: CoreNetIteration(5, lse_mode=0), "CoreNetIteration: lse_mode must be True or False; got 0"),
     (lambda: OttFixedStep(-1), "OttFixedStep: num_iterations must be an integer >= 1; got -1"),
     (lambda: OttConverged(threshold=0.0), "OttConverged: threshold must be a finite positive number; got 0.0"),
     (lambda: OttConverged(threshold=-1e-3), "OttConverged: threshold must be a finite positive number"),

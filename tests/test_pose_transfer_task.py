@@ -217,6 +217,40 @@ def test_official_corenet_config_builds_and_steps(dataset_dir):
     assert state.model_state  # spectral-norm vectors travel as model state
 
 
+def test_medium_config_steps_in_bfloat16_with_the_ot_in_float32(dataset_dir, monkeypatch):
+    """The shipped model's recipe (scaling-domain matching) with bf16 compute, the GPU path: the step is
+    finite, state stays float32, and the matching sees bf16 features but solves in float32."""
+    from jaxpose.matching import sinkhorn
+    from jaxpose.training import step as step_lib
+    from jaxpose.training.data import steps_per_epoch
+    from jaxpose.training.optim import make_optimizer
+    from jaxpose.training.sharding import make_mesh, shard_batch
+    from jaxpose.training.state import create_train_state
+
+    config = make_config("corenet_medium", TINY_CORENET, data__root=dataset_dir, compute_dtype="bfloat16")
+    assert config.model.matching_mode == "dense_scaling"
+    task = build_task(config)
+    mesh = make_mesh()
+    data = task.make_train_data()
+    tx, schedule = make_optimizer(config.optimizer, steps_per_epoch(8, len(data)), int(config.num_steps))
+    graphdef, state = create_train_state(task, tx, mesh)
+    train_step = step_lib.make_train_step(graphdef, task, tx, schedule, jnp.bfloat16)
+    batch = shard_batch(data.take(np.arange(8), epochs=0), mesh, 8)
+    kernel_dtypes = []
+    original = sinkhorn.column_potential_scaling
+
+    def spy(kernel, num_iterations):
+        kernel_dtypes.append(kernel.dtype)
+        return original(kernel, num_iterations)
+
+    monkeypatch.setattr(sinkhorn, "column_potential_scaling", spy)
+    jax.clear_caches()  # trace afresh, so the spy sees this program's kernel
+    state, metrics = step_lib.jit_train_step(train_step, mesh)(state, batch)
+    assert kernel_dtypes and all(d == jnp.float32 for d in kernel_dtypes)
+    assert float(metrics["finite"]) == 1.0 and np.isfinite(float(metrics["loss"]))
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state.params))
+
+
 # ---------------------------------------------------------------------------------------------
 # Training, resume, evaluation
 # ---------------------------------------------------------------------------------------------
@@ -333,3 +367,18 @@ def test_eval_errors_are_clear(trained_runs, dataset_dir, capsys):
     assert cli.main(["eval", "corenet", "--baseline", "copy_identity", "--data", str(dataset_dir),
                      "--permutation_seeds", "0,x"]) == 2  # fmt: skip
     assert "comma-separated integers" in capsys.readouterr().err
+
+
+def test_copy_pose_bound_is_the_pose_mesh_and_needs_one_topology(dataset_dir):
+    from jaxpose.pose_transfer import protocol
+    from jaxpose.pose_transfer.pairs import open_data
+
+    data = open_data(dataset_dir)
+    batch = protocol.eval_arrays(data, data.test_triples(None)[:4], 0)
+    np.testing.assert_array_equal(protocol.BASELINES["copy_pose"](batch), batch["pose"])
+    # Same identity: the pose mesh is the ground truth itself, so the bound is exact there.
+    same = [i for i, t in enumerate(data.test_triples(None)[:4]) if t.identity_id == t.pose_id]
+    for i in same:
+        np.testing.assert_array_equal(batch["pose"][i], batch["gt"][i])
+    with pytest.raises(ValueError, match="one topology"):
+        protocol.copy_pose({"pose": batch["pose"][:, :100], "identity": batch["identity"]})

@@ -90,7 +90,7 @@ def test_matching_option_maps_names_to_matching_objects(setup):
     assert (model.matching_geometry, model.matching_solver) == (RowBlocked(128), CoreNetIteration(5))
     _, model, _ = load_model(str(checkpoint), matching="ott")
     assert (model.matching_geometry, model.matching_solver) == (Materialized(), OttFixedStep(5))
-    with pytest.raises(ValueError, match="unknown matching 'sparse'; expected one of dense, online"):
+    with pytest.raises(ValueError, match="unknown matching 'sparse'; expected one of dense, dense_scaling, online"):
         load_model(str(checkpoint), matching="sparse")
 
 

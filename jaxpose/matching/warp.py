@@ -7,7 +7,8 @@ i.e. outside `jit`) and dispatches on two independent choices (`jaxpose.matching
   blocks from the features on every pass (`jax.checkpoint` per block, or ott's `batch_size` online
   mode): O(block·M) memory forward and backward. Use it for large meshes and for training.
 - solver: `CoreNetIteration(k)` is 3D-CoreNet's k-step log-domain iteration with its 1e-8 guards
-  (`sinkhorn.py`); `OttFixedStep(k)` is ott-jax's k-step Sinkhorn, no 1e-8 guard (`ott_sinkhorn.py`);
+  (`sinkhorn.py`; `lse_mode=False` runs it in the original's scaling domain, Materialized only);
+  `OttFixedStep(k)` is ott-jax's k-step Sinkhorn, no 1e-8 guard (`ott_sinkhorn.py`);
   `OttConverged(threshold, max_iterations)` runs ott-jax to `threshold` with implicit
   differentiation: a true entropic OT plan, not 3D-CoreNet's 5-step approximation.
 
@@ -94,6 +95,21 @@ def _validate(x_features, y_features, y_points, epsilon) -> None:
             raise ValueError(f"epsilon must be a finite positive number; got {eps_value}")
 
 
+def _check_scaling_domain(solver, geometry, epsilon, dtype) -> None:
+    """The scaling-domain iteration's limits: Materialized geometry, and (when ε is concrete) a K
+    whose least entry e^(−2/ε) is a normal float of the compute dtype."""
+    if not isinstance(solver, CoreNetIteration) or solver.lse_mode:
+        return
+    if not isinstance(geometry, Materialized):
+        raise ValueError(f"CoreNetIteration(lse_mode=False) forms the whole kernel: it needs geometry "
+                         f"Materialized(), got {geometry!r} (use lse_mode=True for row blocks)")  # fmt: skip
+    if _is_concrete(epsilon):
+        floor = sinkhorn.min_scaling_epsilon(dtype)
+        if float(np.asarray(epsilon)) < floor:
+            raise ValueError(f"epsilon {float(np.asarray(epsilon))} is below {floor:.4f}, where the scaling domain's "
+                             f"kernel exp(-2/epsilon) underflows {jnp.dtype(dtype).name}; use lse_mode=True")  # fmt: skip
+
+
 @functools.partial(jax.jit, static_argnames=("geometry", "solver"))
 def _ot_warp(x_features, y_features, y_points, epsilon, *, geometry, solver):
     dtype = _compute_dtype(x_features, y_features, y_points)
@@ -103,6 +119,8 @@ def _ot_warp(x_features, y_features, y_points, epsilon, *, geometry, solver):
     epsilon = jnp.asarray(epsilon, dtype)
     batch_size = _batch_size(geometry)
     if isinstance(solver, CoreNetIteration):
+        if not solver.lse_mode:
+            return sinkhorn.warp_dense_scaling(x_unit, y_unit, y_points, epsilon, solver.num_iterations)
         if batch_size is None:
             return sinkhorn.warp_dense(x_unit, y_unit, y_points, epsilon, solver.num_iterations)
         return sinkhorn.warp_online(
@@ -163,15 +181,19 @@ def ot_warp(
     y_features = jnp.asarray(y_features)
     y_points = jnp.asarray(y_points)
     _validate(x_features, y_features, y_points, epsilon)
+    _check_scaling_domain(solver, geometry, epsilon, _compute_dtype(x_features, y_features, y_points))
     return _ot_warp(x_features, y_features, y_points, epsilon, geometry=geometry, solver=solver)
 
 
-@functools.partial(jax.jit, static_argnames=("num_iterations",))
-def _row_normalised_plan(x_features, y_features, epsilon, *, num_iterations):
+@functools.partial(jax.jit, static_argnames=("num_iterations", "lse_mode"))
+def _row_normalised_plan(x_features, y_features, epsilon, *, num_iterations, lse_mode=True):
     dtype = _compute_dtype(x_features, y_features)
     x_unit = normalize_rows(x_features.astype(dtype))
     y_unit = normalize_rows(y_features.astype(dtype))
     log_k = sinkhorn.log_kernel(x_unit, y_unit, jnp.asarray(epsilon, dtype))
+    if not lse_mode:
+        weighted = jnp.exp(log_k) * sinkhorn.column_potential_scaling(jnp.exp(log_k), num_iterations)[None, :]
+        return weighted / jnp.sum(weighted, axis=1, keepdims=True)
     log_b = sinkhorn.column_log_potential_dense(log_k, num_iterations)
     return sinkhorn.plan_rows_dense(log_k, log_b)
 
@@ -198,7 +220,9 @@ def row_normalised_plan(
     x_features = jnp.asarray(x_features)
     y_features = jnp.asarray(y_features)
     _validate(x_features, y_features, None, epsilon)
-    return _row_normalised_plan(x_features, y_features, epsilon, num_iterations=solver.num_iterations)
+    _check_scaling_domain(solver, Materialized(), epsilon, _compute_dtype(x_features, y_features))
+    return _row_normalised_plan(x_features, y_features, epsilon, num_iterations=solver.num_iterations,
+                                lse_mode=solver.lse_mode)
 
 
 def correlation_and_warp(

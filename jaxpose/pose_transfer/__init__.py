@@ -10,6 +10,7 @@ Modules:
                                                  the papers' metric units
   evaluation                                     `jaxpose eval corenet|npt` (one table, several seeds)
   task                                           the `corenet` / `npt` engine tasks built from a config
+  pretrained                                     the models that ship in `weights/` (`load`, `manifest`)
   transfer, demo                                 `jaxpose transfer`, `jaxpose demo`
 """
 

@@ -1,7 +1,8 @@
-"""`jaxpose.transfer`: put an identity into the pose of another body with a trained checkpoint, from Python.
+"""`jaxpose.transfer`: put an identity into the pose of another body with a trained model, from Python.
 
     import jaxpose
-    mesh = jaxpose.transfer("A.obj", "B.ply", "runs/corenet")       # trimesh.Trimesh with A's faces
+    mesh = jaxpose.transfer("A.obj", "B.ply")                       # the shipped 3D-CoreNet; trimesh.Trimesh
+    mesh = jaxpose.transfer("A.obj", "B.ply", "runs/corenet")       # a model of your own
     array = jaxpose.transfer(vertices_a, points_b, "runs/corenet")  # (N, 3) float32 ndarray
 
 `jaxpose transfer` (the CLI) and `transfer` both call `run_transfer`: one code path. Steps:
@@ -29,6 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from jaxpose.pose_transfer import pretrained
 from jaxpose.pose_transfer.transfer_inputs import (
     Body,
     UpAxis,
@@ -97,7 +99,7 @@ def _matching_name(config, checkpoint, requested: str | None, block_size: int | 
     return plan.name
 
 
-def run_transfer(identity: Body, pose: Body, checkpoint: str | os.PathLike, *, step: int | None = None,
+def run_transfer(identity: Body, pose: Body, checkpoint: str | os.PathLike | None = None, *, step: int | None = None,
                  matching: str | None = AUTO, block_size: int | None = None, up_axis: UpAxis | str = UpAxis.Y,
                  permutation_seed: int = 0, progress: bool = True,
                  available_memory: Callable[[], int] | None = None) -> TransferResult:  # fmt: skip
@@ -105,7 +107,8 @@ def run_transfer(identity: Body, pose: Body, checkpoint: str | os.PathLike, *, s
 
     Args:
       identity, pose: `Body` objects (`identity_from`, `pose_from`), metres, frame `up_axis`.
-      checkpoint: a corenet or npt training workdir (or its checkpoints/ directory); step: default latest.
+      checkpoint: a corenet or npt training workdir (or its checkpoints/ directory) or a model bundle;
+        None (default): the shipped 3D-CoreNet (`pretrained.DEFAULT_MODEL`). step: default latest.
       matching: "auto" (default), or a `MATCHING_NAMES` name (3D-CoreNet only); block_size: the
         online row block (default: the checkpoint's).
       permutation_seed: seed of the test protocol's vertex shuffles.
@@ -124,6 +127,7 @@ def run_transfer(identity: Body, pose: Body, checkpoint: str | os.PathLike, *, s
     identity_y, pose_y = up.to_y_up(identity.vertices), up.to_y_up(pose.vertices)
     check_metre_scale(identity_y, identity.source)
     check_metre_scale(pose_y, pose.source)
+    checkpoint = pretrained.path() if checkpoint is None else checkpoint
     config = read_checkpoint_config(checkpoint, step)
     counts = (len(identity_y), len(pose_y))
     available = available_memory or available_memory_bytes
@@ -137,7 +141,7 @@ def run_transfer(identity: Body, pose: Body, checkpoint: str | os.PathLike, *, s
     return TransferResult(vertices, identity.faces, task, loaded_step, override, seconds)
 
 
-def transfer(identity, pose, checkpoint: str | os.PathLike, *, step: int | None = None, matching: str = AUTO,
+def transfer(identity, pose, checkpoint: str | os.PathLike | None = None, *, step: int | None = None, matching: str = AUTO,
              block_size: int | None = None, up_axis: str = "y", permutation_seed: int = 0, triangulate: bool = False,
              progress: bool = True):  # fmt: skip
     """Put `identity` into the pose of `pose` with a trained 3D-CoreNet or NPT checkpoint.
@@ -147,7 +151,8 @@ def transfer(identity, pose, checkpoint: str | os.PathLike, *, step: int | None 
         or an (N, 3) array; metres.
       pose: a path (.obj/.ply mesh or point cloud, .npy, .npz), a trimesh object or an (M, 3) array;
         metres; any vertex count; faces unused.
-      checkpoint: a corenet or npt training workdir; step: checkpoint step (default latest).
+      checkpoint: a corenet or npt training workdir or a model bundle; None (default): the shipped
+        3D-CoreNet. step: checkpoint step (default latest).
       matching: "auto" (dense if it fits comfortably in memory, else online), or a
         `jaxpose.matching.MATCHING_NAMES` name; block_size: online row block.
       up_axis: "y" (default), "z" or "x": the inputs' up axis (the models work in y-up).

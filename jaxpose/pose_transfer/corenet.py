@@ -257,8 +257,13 @@ class CoreNet(nnx.Module):
     def warp(self, identity_xyz: jax.Array, pose_xyz: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Correspondence stage only: (warped (B, N_id, 3), identity features (B, N_id, F))."""
         check_pose_transfer_inputs("CoreNet", identity_xyz, pose_xyz, min_vertices=2)
-        id_features = self.features(identity_xyz)
-        pose_features = self.features(pose_xyz)
+        if identity_xyz.shape == pose_xyz.shape:
+            # One pass over both meshes (the network is shared): half the ops, each twice as large,
+            # which XLA's CPU backend runs markedly faster (fewer small fusions per step).
+            id_features, pose_features = self.features(jnp.stack([identity_xyz, pose_xyz]))
+        else:
+            id_features = self.features(identity_xyz)
+            pose_features = self.features(pose_xyz)
         theta_id = self.theta(id_features)
         phi_pose = self.phi(pose_features)
 

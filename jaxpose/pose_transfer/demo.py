@@ -1,21 +1,24 @@
-"""`jaxpose demo`: the end-to-end 3D-CoreNet job on the embedded default body.
+"""`jaxpose demo`: the 3D-CoreNet tour on the embedded default body, with the models that ship in the package.
 
-Stages (each announced by a banner; training shows the engine's tqdm bar):
-  1. data     — the low-resolution NPT-style dataset of `configs/corenet_small.py`'s
-                `data.build` settings, built into OUT/data (kept when an identical one is there);
-  2. corenet  — train `configs/corenet_small.py` with the engine in OUT/corenet_small
-                (a finished or partial checkpoint of the same config is resumed);
-  3. npt      — the same for `configs/npt_small.py` in OUT/npt_small;
-  4. eval     — one table via the pose-transfer harness (`jaxpose eval corenet`): 3D-CoreNet, its raw
-                OT warp, NPT, Deformation Transfer (oracle S0) and copy-identity, written to
+Default (a few minutes on 2 CPU cores; nothing is trained):
+  1. data     — the low-resolution NPT-style test set of `configs/corenet_small.py`'s `data.build`
+                settings (seed 0; none of its identities or poses was seen by the shipped models),
+                built into OUT/data (kept when an identical one is there);
+  2. models   — the shipped 3D-CoreNet (`jaxpose.pose_transfer.pretrained`, configs/corenet_medium.py)
+                and the shipped NPT (configs/npt_medium.py); their provenance is printed;
+  3. eval     — one table via the pose-transfer harness (`jaxpose eval corenet`): 3D-CoreNet, its raw
+                OT warp, NPT, Deformation Transfer (oracle S0), copy-identity and copy-pose (the pose mesh
+                itself: a perfect correspondence without shape transfer, a diagnostic bound), written to
                 OUT/eval/results.md and results.csv;
-  5. renders  — OUT/renders/pair_<k>.png: identity / pose / 3D-CoreNet output / raw OT warp / NPT
-                output / Deformation Transfer / ground truth for the first test pairs (front and side
-                views; vertices coloured by their position on the identity so correspondences show).
-The engine writes each model's loss curve to OUT/<run>/loss_curve.png. `--quick` is a ~2-minute smoke
-version (a smaller dataset in OUT/data_quick, tiny widths, batch 2, 3 steps, 2 test triples, one
-render; runs OUT/*_quick). The table has PMD and CD; `--emd exact` adds EMD (slow on poor outputs).
-Needs nothing but the shipped body (no network, no user files).
+  4. renders  — OUT/renders/pair_<k>.png: identity / pose / 3D-CoreNet output / raw OT warp / NPT
+                output / Deformation Transfer / ground truth for non-trivial test pairs (different
+                identity, different pose; front and side views; vertices coloured by their position on
+                the identity so correspondences show).
+`--train` instead trains `configs/corenet_small.py` and `configs/npt_small.py` on that data (the
+reduced training of earlier releases; the engine writes each model's loss curve to
+OUT/<run>/loss_curve.png) and evaluates and renders those. `--quick` is a smoke version (a smaller
+dataset in OUT/data_quick, 2 test triples, one render; with `--train`, tiny widths, batch 2, 3 steps).
+The table has PMD and CD; `--emd exact` adds EMD. Needs nothing but the package (no network, no user files).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import jax
 import numpy as np
 
 from jaxpose.io.atomic import atomic_write_text
-from jaxpose.pose_transfer import protocol
+from jaxpose.pose_transfer import pretrained, protocol
 from jaxpose.pose_transfer.data_cli import format_summary
 from jaxpose.pose_transfer.evaluation import PoseTransferProtocol, evaluate as evaluate_pose_transfer, write_evaluation
 from jaxpose.pose_transfer.host_callbacks import EMD_CHOICES, deformation_transfer
@@ -48,6 +51,9 @@ from jaxpose.training.state import merge_model
 
 CORENET_CONFIG = "corenet_small.py"
 NPT_CONFIG = "npt_small.py"
+BASELINES = ("copy_identity", "copy_pose", "deformation_transfer")
+SHIPPED_CORENET = pretrained.DEFAULT_MODEL
+SHIPPED_NPT = "npt_medium"
 
 # --quick: a dataset and models small enough for a CI smoke run (tests/test_demo.py).
 QUICK_BUILD = (("data.build.identities", "4"), ("data.build.poses", "6"))
@@ -69,8 +75,9 @@ class DemoPlan:
     """Everything the demo will do, resolved from the command line (no side effects)."""
 
     out: pathlib.Path
+    train: bool  # False: evaluate the shipped models; True: train corenet_small / npt_small first
     data_dir: pathlib.Path
-    corenet_dir: pathlib.Path
+    corenet_dir: pathlib.Path  # a training workdir (--train) or a shipped model bundle
     npt_dir: pathlib.Path
     eval_dir: pathlib.Path
     render_dir: pathlib.Path
@@ -116,8 +123,8 @@ def rescaled_schedule_overrides(config, steps: int) -> list[tuple[str, str]]:
 
 def make_plan(args) -> DemoPlan:
     out = pathlib.Path(args.out)
-    suffix = "_quick" if args.quick else ""
-    data_dir = out / f"data{suffix}"
+    data_dir = out / ("data_quick" if args.quick else "data")
+    suffix = ("_train" if args.train else "") + ("_quick" if args.quick else "")
     directory = configs_dir()
     built = []
     for name, quick_overrides, user in ((CORENET_CONFIG, QUICK_CORENET_OVERRIDES, args.corenet_override),
@@ -125,8 +132,8 @@ def make_plan(args) -> DemoPlan:
         config = load_config(directory / name)
         overrides = [("data.root", str(data_dir))]
         if args.quick:
-            overrides += [*QUICK_BUILD, *QUICK_BATCH, *quick_overrides]
-        steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else None)
+            overrides += list(QUICK_BUILD) + ([*QUICK_BATCH, *quick_overrides] if args.train else [])
+        steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick and args.train else None)
         if steps is not None:
             if steps < 1:
                 raise ValueError(f"--steps must be positive, got {steps}")
@@ -145,11 +152,17 @@ def make_plan(args) -> DemoPlan:
     seeds = tuple(int(s) for s in args.permutation_seeds.split(",")) if args.permutation_seeds else (
         (0,) if args.quick else (0, 1, 2))
     max_triples = args.max_triples if args.max_triples is not None else (QUICK_TRIPLES if args.quick else 100)
+    if not args.train and (args.steps is not None or args.corenet_override or args.npt_override):
+        raise ValueError("--steps, --corenet-override and --npt-override change the training: use them with --train")
     num_renders = args.renders if args.renders is not None else (QUICK_RENDERS if args.quick else 3)
     if max_triples < 1 or num_renders < 0:
         raise ValueError("--max-triples must be >= 1 and --renders >= 0")
+    if args.train:
+        corenet_dir, npt_dir = out / f"corenet_small{suffix}", out / f"npt_small{suffix}"
+    else:
+        corenet_dir, npt_dir = pretrained.path(SHIPPED_CORENET), pretrained.path(SHIPPED_NPT)
     return DemoPlan(
-        out=out, data_dir=data_dir, corenet_dir=out / f"corenet_small{suffix}", npt_dir=out / f"npt_small{suffix}",
+        out=out, train=bool(args.train), data_dir=data_dir, corenet_dir=corenet_dir, npt_dir=npt_dir,
         eval_dir=out / f"eval{suffix}", render_dir=out / f"renders{suffix}", corenet_config=corenet_config,
         npt_config=npt_config, permutation_seeds=seeds, max_triples=max_triples,
         emd=args.emd or "none",
@@ -193,11 +206,21 @@ def train(config, workdir: pathlib.Path, progress: bool):
     return result
 
 
+def describe_shipped(plan: DemoPlan) -> None:
+    """One line per shipped model: where it is, its config and how it was trained (from its manifest)."""
+    for directory in (plan.corenet_dir, plan.npt_dir):
+        manifest = pretrained.manifest(directory.name)
+        made = manifest.get("provenance", {})
+        print(f"  {directory}: {manifest['task']} @ step {manifest['step']}, {manifest['num_parameters']:,} "
+              f"parameters, config {made.get('config', '?')}; trained {made.get('training_time', '?')} on "
+              f"{made.get('hardware', '?')}")
+
+
 def evaluate(plan: DemoPlan):
     mesh = PoseTransferProtocol().make_mesh()
     checkpoints = [load_checkpoint(plan.corenet_dir, mesh), load_checkpoint(plan.npt_dir, mesh)]
     report = evaluate_pose_transfer(
-        checkpoints, ["copy_identity", "deformation_transfer"], data_root=str(plan.data_dir), config=plan.corenet_config,
+        checkpoints, BASELINES, data_root=str(plan.data_dir), config=plan.corenet_config,
         permutation_seeds=plan.permutation_seeds, emd=plan.emd, batch_size=int(plan.corenet_config.eval_batch_size),
         max_triples=plan.max_triples, mesh=mesh, show_progress=plan.progress,
     )  # fmt: skip
@@ -221,11 +244,20 @@ def _predictions(workdir: pathlib.Path, batch: dict) -> tuple:
     return np.asarray(result.output), warped
 
 
+def non_trivial(triples: list) -> list:
+    """The triples whose pose mesh shows another person in another pose than the identity mesh (the
+    test list also holds same-identity and same-pose triples, whose answer is one of the inputs)."""
+    return [t for t in triples if t.identity_id != t.pose_id and t.identity_pose != t.pose_pose]
+
+
 def render_pairs(plan: DemoPlan) -> list[pathlib.Path]:
     if plan.num_renders == 0:
         return []
     data = open_data(plan.data_dir)
-    triples = protocol.test_triples(plan.corenet_config, data, None)[: plan.num_renders]
+    triples = non_trivial(protocol.test_triples(plan.corenet_config, data, None))[: plan.num_renders]
+    if not triples:
+        print("  no test triple has a different identity and a different pose: nothing to render")
+        return []
     batch = protocol.eval_arrays(data, triples, plan.permutation_seeds[0])
     corenet_output, corenet_warp = _predictions(plan.corenet_dir, batch)
     npt_output, _ = _predictions(plan.npt_dir, batch)
@@ -263,10 +295,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n", 1)[0].split(": ", 1)[1],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    parser.add_argument("--steps", type=int, help="training steps per model (default: the configs' num_steps; "
+    parser.add_argument("--steps", type=int, help="with --train: training steps per model (default: the configs' num_steps; "
                         "a constant-then-linear learning-rate schedule is stretched to end at this step)")
+    parser.add_argument("--train", action="store_true",
+                        help="train configs/corenet_small.py and configs/npt_small.py on the demo data first (about "
+                             "12 minutes on 2 CPU cores) and evaluate those instead of the shipped models")
     parser.add_argument("--quick", action="store_true",
-                        help="~2-minute smoke version (tiny data, widths, batch and steps)")
+                        help="smoke version (small data, 2 triples, 1 render; with --train also tiny models)")
     parser.add_argument("--max-triples", type=int, help="test triples to evaluate (default 100; quick 2)")
     parser.add_argument("--permutation-seeds", help="comma-separated vertex-permutation seeds (default 0,1,2; quick 0)")
     parser.add_argument("--emd", choices=EMD_CHOICES, default=None,
@@ -275,9 +310,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         "a partly trained model at 1,229 vertices)")
     parser.add_argument("--renders", type=int, help="test pairs to render (default 3; quick 1)")
     parser.add_argument("--corenet-override", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a configs/corenet_small.py field (repeatable)")
+                        help="with --train: override a configs/corenet_small.py field (repeatable)")
     parser.add_argument("--npt-override", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a configs/npt_small.py field (repeatable)")
+                        help="with --train: override a configs/npt_small.py field (repeatable)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     return parser
 
@@ -297,16 +332,21 @@ def main(argv: list[str] | None = None, prog: str = "jaxpose demo") -> int:
     try:
         plan = make_plan(args)
         build = ", ".join(f"{k} {v}" for k, v in plan.corenet_config.data.build.items())
-        banner(f"1/5 data: {build} -> {plan.data_dir}")
+        stages = 5 if plan.train else 4
+        banner(f"1/{stages} data: {build} -> {plan.data_dir}")
         stage("data", build_data, plan)
-        banner(f"2/5 train 3D-CoreNet ({CORENET_CONFIG}, {int(plan.corenet_config.num_steps)} steps) -> {plan.corenet_dir}")
-        stage("train_corenet", train, plan.corenet_config, plan.corenet_dir, plan.progress)
-        banner(f"3/5 train NPT ({NPT_CONFIG}, {int(plan.npt_config.num_steps)} steps) -> {plan.npt_dir}")
-        stage("train_npt", train, plan.npt_config, plan.npt_dir, plan.progress)
-        banner(f"4/5 evaluate against the baselines ({plan.max_triples} test triples max, permutation seeds "
-               f"{','.join(map(str, plan.permutation_seeds))}, EMD {plan.emd})")
+        if plan.train:
+            banner(f"2/5 train 3D-CoreNet ({CORENET_CONFIG}, {int(plan.corenet_config.num_steps)} steps) -> {plan.corenet_dir}")
+            stage("train_corenet", train, plan.corenet_config, plan.corenet_dir, plan.progress)
+            banner(f"3/5 train NPT ({NPT_CONFIG}, {int(plan.npt_config.num_steps)} steps) -> {plan.npt_dir}")
+            stage("train_npt", train, plan.npt_config, plan.npt_dir, plan.progress)
+        else:
+            banner("2/4 the shipped models (nothing is trained; `--train` trains small ones instead)")
+            describe_shipped(plan)
+        banner(f"{stages - 1}/{stages} evaluate against the baselines ({plan.max_triples} test triples max, permutation "
+               f"seeds {','.join(map(str, plan.permutation_seeds))}, EMD {plan.emd})")
         evaluation, csv_path, md_path = stage("eval", evaluate, plan)
-        banner(f"5/5 render {plan.num_renders} test pairs -> {plan.render_dir}")
+        banner(f"{stages}/{stages} render {plan.num_renders} non-trivial test pairs -> {plan.render_dir}")
         renders = stage("render", render_pairs, plan)
     except (ValueError, FileNotFoundError, NotADirectoryError, CheckpointError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
@@ -314,7 +354,7 @@ def main(argv: list[str] | None = None, prog: str = "jaxpose demo") -> int:
 
     total = time.perf_counter() - start
     timings["total"] = round(total, 2)
-    curves = [plan.corenet_dir / LOSS_CURVE_FILE, plan.npt_dir / LOSS_CURVE_FILE]
+    curves = [plan.corenet_dir / LOSS_CURVE_FILE, plan.npt_dir / LOSS_CURVE_FILE] if plan.train else []
     summary = {
         "data": str(plan.data_dir),
         "runs": {"corenet": str(plan.corenet_dir), "npt": str(plan.npt_dir)},
@@ -327,8 +367,9 @@ def main(argv: list[str] | None = None, prog: str = "jaxpose demo") -> int:
 
     banner(f"done in {total / 60:.1f} min")
     print(f"data:         {plan.data_dir}")
-    print(f"checkpoints:  {plan.corenet_dir / 'checkpoints'}, {plan.npt_dir / 'checkpoints'}")
-    print(f"loss curves:  {', '.join(map(str, curves))}")
+    print(f"models:       {plan.corenet_dir}, {plan.npt_dir}")
+    if curves:
+        print(f"loss curves:  {', '.join(map(str, curves))}")
     print(f"results:      {md_path}, {csv_path}")
     print(f"renders:      {', '.join(map(str, renders)) or '(none)'}")
     print("stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))

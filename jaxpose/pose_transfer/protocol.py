@@ -151,8 +151,20 @@ def copy_identity(batch: Mapping[str, jax.Array]) -> jax.Array:
     return batch["identity"]
 
 
+def copy_pose(batch: Mapping[str, jax.Array]) -> jax.Array:
+    """Diagnostic bound: the pose mesh itself, read in the identity's vertex order — what a perfect
+    correspondence warp gives before any shape transfer (the pose subject's shape in the target pose).
+    Needs a dataset whose meshes share one topology (as deformation transfer's oracle does)."""
+    if batch["pose"].shape != batch["identity"].shape:
+        raise ValueError(f"copy_pose needs pose and identity meshes of one topology; got {batch['pose'].shape[1]} "
+                         f"and {batch['identity'].shape[1]} vertices")  # fmt: skip
+    return batch["pose"]
+
+
 BASELINES: dict[str, Callable] = {
     "copy_identity": copy_identity,
+    "copy_pose": copy_pose,
     "deformation_transfer": host_callbacks.deformation_transfer,
 }
-BASELINE_ROW_NAMES = {"copy_identity": "copy_identity", "deformation_transfer": "deformation_transfer (oracle S0)"}
+BASELINE_ROW_NAMES = {"copy_identity": "copy_identity", "copy_pose": "copy_pose (oracle correspondence)",
+                      "deformation_transfer": "deformation_transfer (oracle S0)"}

@@ -1,12 +1,13 @@
-"""`jaxpose transfer`: put the identity mesh A into the pose of B with a trained checkpoint.
+"""`jaxpose transfer`: put the identity mesh A into the pose of B with a trained model.
 
-    jaxpose transfer --identity A.obj --pose B.obj --checkpoint RUN_DIR --out C.obj [--overwrite]
+    jaxpose transfer --identity A.obj --pose B.obj --out C.obj [--checkpoint RUN_DIR] [--overwrite]
         [--step N] [--matching auto|NAME --block_size N] [--up-axis y|z|x] [--triangulate]
         [--permutation_seed S]
 
 A thin wrapper over `jaxpose.pose_transfer.api.run_transfer` (also `jaxpose.transfer` in Python);
-see that module for the steps. Works with any pose-transfer checkpoint (3D-CoreNet or NPT; the
-checkpoint's saved config names the task) and any vertex counts (N_A ≠ N_B is fine).
+see that module for the steps. Without `--checkpoint` it uses the 3D-CoreNet that ships with the
+package (`jaxpose.pose_transfer.pretrained`); `--checkpoint` takes any pose-transfer training workdir
+or model bundle (3D-CoreNet or NPT; the saved config names the task). Any vertex counts (N_A ≠ N_B).
 
 - Before anything slow, the paths are checked (`transfer_paths`): inputs exist with a supported
   extension, the output has a mesh extension, is not a directory, is not an input, does not exist
@@ -37,6 +38,7 @@ import sys
 import warnings
 
 from jaxpose.io.mesh import MeshError, save_mesh
+from jaxpose.pose_transfer import pretrained
 from jaxpose.pose_transfer.api import run_transfer
 from jaxpose.pose_transfer.transfer_inputs import (
     MAX_HALF_EXTENT,
@@ -58,7 +60,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--identity", required=True, metavar="A", help="identity mesh (.obj/.ply), metres")
     parser.add_argument("--pose", required=True, metavar="B",
                         help="pose mesh or point cloud (.obj/.ply/.npy/.npz), metres; any vertex count")  # fmt: skip
-    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="corenet or npt training workdir")
+    parser.add_argument("--checkpoint", metavar="DIR",
+                        help="corenet or npt training workdir or model bundle (default: the shipped 3D-CoreNet, "
+                             f"{pretrained.DEFAULT_MODEL})")  # fmt: skip
     parser.add_argument("--out", required=True, metavar="C", help="output mesh (.obj/.ply): A's vertices order and faces")
     parser.add_argument("--overwrite", action="store_true", help="replace C if it exists (never an input)")
     parser.add_argument("--step", type=int, help="checkpoint step (default: latest)")
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None, prog: str = "jaxpose transfer") -> int:
                                   permutation_seed=args.permutation_seed)  # fmt: skip
         save_mesh(paths.out, result.vertices, result.faces)
     except (MeshError, ValueError, KeyError, FileNotFoundError, CheckpointError) as error:
-        print(f"{prog}: error: {_error_message(error, args.checkpoint)}", file=sys.stderr)
+        print(f"{prog}: error: {_error_message(error, args.checkpoint or 'shipped model')}", file=sys.stderr)
         return 2
     matching = f", {result.matching} matching" if result.matching else ""
     print(

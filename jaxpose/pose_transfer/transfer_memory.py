@@ -143,10 +143,11 @@ def format_bytes(count: float) -> str:
     return f"{int(count)} B"
 
 
-MATERIALIZED_VARIANT = {"dense": "dense", "online": "dense", "ott": "ott", "ott_online": "ott", "converged": "converged"}
-ONLINE_VARIANT = {"dense": "online", "online": "online", "ott": "ott_online", "ott_online": "ott_online", "converged": None}
+MATERIALIZED_VARIANT = {"dense": "dense", "dense_scaling": "dense_scaling", "online": "dense", "ott": "ott", "ott_online": "ott", "converged": "converged"}
+ONLINE_VARIANT = {"dense": "online", "dense_scaling": "online", "online": "online", "ott": "ott_online", "ott_online": "ott_online", "converged": None}
 """The same solver with the other geometry: what `auto` chooses between (ott-jax's converged solver has
-no online variant here)."""
+no online variant here; the scaling-domain iteration's row-blocked variant is the log-domain one, the same
+function)."""
 
 
 @dataclasses.dataclass(frozen=True)

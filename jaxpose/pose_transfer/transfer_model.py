@@ -26,6 +26,7 @@ from jaxpose.pose_transfer.corenet import CoreNet
 from jaxpose.pose_transfer.evaluation import POSE_TRANSFER_TASKS
 from jaxpose.pose_transfer.protocol import permutation_keys, permuted_forward
 from jaxpose.training import evaluation
+from jaxpose.training.bundle import is_bundle, read_bundle_config, read_manifest
 from jaxpose.training.checkpoint import Checkpointer, resolve_checkpoint_dir
 from jaxpose.training.registry import build_task
 from jaxpose.training.sharding import make_mesh
@@ -35,8 +36,14 @@ Say = Callable[[str], None]
 
 
 def read_checkpoint_config(checkpoint, step: int | None = None):
-    """The config saved with `checkpoint` (a workdir or its checkpoints/ directory) at `step` (default
-    latest), without restoring any arrays. Raises FileNotFoundError or CheckpointError."""
+    """The config saved with `checkpoint` (a workdir, its checkpoints/ directory, or a model bundle) at
+    `step` (default latest), without restoring any arrays. Raises FileNotFoundError, CheckpointError or
+    BundleError (a ValueError)."""
+    if is_bundle(checkpoint):
+        bundle_step = int(read_manifest(checkpoint).get("step", 0))
+        if step is not None and int(step) != bundle_step:
+            raise ValueError(f"{checkpoint} is a model bundle of step {bundle_step}; step {step} is not in it")
+        return read_bundle_config(checkpoint)
     checkpointer = Checkpointer(resolve_checkpoint_dir(checkpoint), create=False)
     try:
         return checkpointer.read_config(step)

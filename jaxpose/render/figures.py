@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -128,8 +129,13 @@ def save_mesh_grid_png(
             axes.imshow(image, interpolation="nearest")
             axes.set_xticks([])
             axes.set_yticks([])
-            view_name = view if isinstance(view, str) else "view " + np.array2string(np.asarray(view), precision=2)
-            axes.set_title(f"{title} — {view_name}", fontsize=8)
+            # The title once per column and the view once per row, wrapped to the panel's width, so
+            # neighbouring labels cannot run into each other.
+            if row == 0:
+                axes.set_title(textwrap.fill(title, max(8, int(size / 7.5))), fontsize=8)
+            if column == 0:
+                view_name = view if isinstance(view, str) else "view " + np.array2string(np.asarray(view), precision=2)
+                axes.set_ylabel(view_name, fontsize=8)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")
     with atomic_open(path, "wb") as handle:

@@ -13,7 +13,8 @@ Public pieces (one concept per module):
   checkpoint  `Checkpointer`, `CheckpointError`
   logs        `MetricsLogger`, `write_loss_curve`, `Progress`
   loop        `train_and_evaluate(config, workdir)`
-  evaluation  `ModelEvaluator`, `evaluate_predictions`, `load_checkpoint`, table writers
+  evaluation  `ModelEvaluator`, `evaluate_predictions`, `load_checkpoint` (workdirs and bundles), table writers
+  bundle      `export_bundle`, `load_bundle`: an inference-only model as config + weights + manifest
   protocol    `StandardProtocol`, `EvaluationRequest`, `EvaluationReport` (how `jaxpose eval` scores)
   tiny        the `tiny` example task
 Import the submodules directly (this package imports nothing heavy on its own).

@@ -27,7 +27,8 @@ from jaxpose.training.checkpoint import Checkpointer, resolve_checkpoint_dir
 from jaxpose.training.config import config_differences
 from jaxpose.training.data import ArrayDataset, process_rows
 from jaxpose.training.optim import make_optimizer
-from jaxpose.training.state import TrainState, abstract_train_state, model_graphdef
+from jaxpose.training.bundle import is_bundle, load_bundle, read_manifest
+from jaxpose.training.state import LoadedCheckpoint, abstract_train_state, model_graphdef
 from jaxpose.training.registry import build_task
 from jaxpose.training.task import Task
 
@@ -128,20 +129,17 @@ def baseline(task: Task, name: str) -> Callable[[dict], object]:
     return task.baselines[name]
 
 
-@dataclasses.dataclass(frozen=True)
-class LoadedCheckpoint:
-    """A restored checkpoint: `name` is "<run>@<step>", `task` is built from the config saved with it."""
-
-    name: str
-    step: int
-    task: Task
-    graphdef: object
-    state: TrainState
-    config: object
-
-
 def load_checkpoint(path: str | os.PathLike, mesh: Mesh, step: int | None = None) -> LoadedCheckpoint:
-    """Restore a checkpoint for evaluation; its task and model are rebuilt from the config saved with it."""
+    """Restore a checkpoint for evaluation; its task and model are rebuilt from the config saved with it.
+
+    `path` is a training workdir (or its checkpoints/ directory) or a model bundle (`jaxpose.training.bundle`;
+    its one step, so `step` must be None or equal to it).
+    """
+    if is_bundle(path):
+        bundle_step = int(read_manifest(path).get("step", 0))
+        if step is not None and int(step) != bundle_step:
+            raise ValueError(f"{path} is a model bundle of step {bundle_step}; step {step} is not in it")
+        return load_bundle(path)
     directory = resolve_checkpoint_dir(path)
     checkpointer = Checkpointer(directory, create=False)
     try:

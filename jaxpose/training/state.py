@@ -8,6 +8,7 @@ pytree that `jax.jit`, optax and Orbax handle directly.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.struct
@@ -31,6 +32,19 @@ class TrainState:
     model_state: Any
     opt_state: Any
     rng: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A trained model restored for evaluation (from a checkpoint or a model bundle): `name` is
+    "<run>@<step>", `task` is built from the config saved with it; `state.opt_state` may be None."""
+
+    name: str
+    step: int
+    task: Task
+    graphdef: object
+    state: TrainState
+    config: object
 
 
 def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, dict, dict]:
