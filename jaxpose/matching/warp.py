@@ -192,7 +192,8 @@ def _row_normalised_plan(x_features, y_features, epsilon, *, num_iterations, lse
     y_unit = normalize_rows(y_features.astype(dtype))
     log_k = sinkhorn.log_kernel(x_unit, y_unit, jnp.asarray(epsilon, dtype))
     if not lse_mode:
-        weighted = jnp.exp(log_k) * sinkhorn.column_potential_scaling(jnp.exp(log_k), num_iterations)[None, :]
+        kernel = jnp.exp(log_k)
+        weighted = kernel * sinkhorn.column_potential_scaling(kernel, num_iterations)[None, :]
         return weighted / jnp.sum(weighted, axis=1, keepdims=True)
     log_b = sinkhorn.column_log_potential_dense(log_k, num_iterations)
     return sinkhorn.plan_rows_dense(log_k, log_b)

@@ -20,8 +20,8 @@ import hashlib
 import json
 import os
 import pathlib
+import secrets
 import shutil
-import tempfile
 from collections.abc import Mapping
 
 import jax
@@ -86,9 +86,11 @@ def export_bundle(loaded: LoadedCheckpoint, out_dir: str | os.PathLike, *, prove
               for group, tree in zip(_GROUPS, (loaded.state.params, loaded.state.model_state))
               for name, value in flatten_arrays(jax.device_get(tree)).items()}  # fmt: skip
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    # Files and the directory get the modes an ordinary open()/mkdir() gives (the kernel applies the umask,
+    # which is never read here: see jaxpose.io.atomic); the rename makes the bundle appear complete at once.
+    staging = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    os.mkdir(staging, 0o777)
     try:
-        os.chmod(staging, 0o777 & ~_umask())
         np.savez(staging / WEIGHTS_FILE, **arrays)
         for name, extra in (extra_npz or {}).items():
             if name in (WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE) or "/" in name or not name.endswith(".npz"):
@@ -102,8 +104,6 @@ def export_bundle(loaded: LoadedCheckpoint, out_dir: str | os.PathLike, *, prove
             "provenance": dict(provenance or {}),
         }  # fmt: skip
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        for file in staging.iterdir():
-            os.chmod(file, 0o666 & ~_umask())
         if out_dir.exists():
             retired = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
             os.replace(out_dir, retired)
@@ -114,12 +114,6 @@ def export_bundle(loaded: LoadedCheckpoint, out_dir: str | os.PathLike, *, prove
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
