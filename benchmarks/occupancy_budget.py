@@ -1,7 +1,8 @@
 """How good can a learned occupancy get within a CPU step budget? An oracle upper bound for the INS table.
 
 For each of the first `--frames` held-out frames of an INS/SNARF config's test split, a SIREN (the INS
-occupancy network, `--width` x `--depth`, omega0 30) is fitted directly to THAT frame: its training
+occupancy network, `--width` x `--depth`, omega0 = the config's `model.occupancy_omega0`, default 30)
+is fitted directly to THAT frame: its training
 points are labelled samples of the very mesh it is scored on (near-surface + uniform in the evaluation
 cube, drawn from a pool with a seed different from the evaluation set's). No skinning, no root finding,
 no pose generalisation: every learned model of the table (INS, SNARF, SNARF-NC) solves a strictly harder
@@ -9,8 +10,8 @@ problem with the same kind of network, so at equal steps and points per step thi
 can reach. The LBS baselines of the same frames are printed alongside.
 
 Each fit: Adam, cosine decay from `--lr` to 5 %, global-norm clip 0.1, `--points` points per step
-(8 : 3 near-surface : uniform). IoU on the frame's protocol points (`data.eval_n_bbox` + `data.eval_n_surface`,
-the same cached sets the INS evaluation uses).
+(8 : 3 near-surface : uniform). IoU on the frame's protocol points (the config's `data.eval_protocol`, split into the two columns as
+the INS evaluation does: `data.eval_bbox_count`; the same cached sets).
 
     python -m benchmarks.occupancy_budget --config configs/ins_small.py --steps 600,1500,3000
 """
@@ -62,14 +63,14 @@ def _trainer(graphdef, n_surface: int, n_uniform: int, lr: float, steps: int):
 
 
 def fit_frame(vertices: np.ndarray, faces: np.ndarray, *, steps: int, width: int, depth: int, lr: float,
-              points_per_step: int, seed: int) -> nnx.Module:
+              points_per_step: int, seed: int, omega0: float = 30.0) -> nnx.Module:
     """Fit a SIREN occupancy (logit) to one posed mesh (V, 3) metres; returns the trained module."""
     pool = make_training_pool(vertices[None], faces, seed=seed + 1000, pool_surface=40_000, pool_uniform=40_000,
                               uniform_box="bbox")
     surface, surface_occ, uniform, uniform_occ = (a[0] for a in pool)
     n_uniform = points_per_step * 3 // 11
     n_surface = points_per_step - n_uniform
-    model = Siren(3, width, depth, 1, omega0=30.0, rngs=nnx.Rngs(seed))
+    model = Siren(3, width, depth, 1, omega0=omega0, rngs=nnx.Rngs(seed))
     graphdef, params = nnx.split(model)
     tx, step = _trainer(graphdef, n_surface, n_uniform, lr, steps)
     opt_state = tx.init(params)
@@ -93,13 +94,14 @@ def main(argv=None) -> int:
     config = load_config(pathlib.Path(args.config))
     width = args.width or int(config.model.get("occupancy_width", 256))
     depth = args.depth or int(config.model.get("occupancy_depth", 5))
+    omega0 = float(config.model.get("occupancy_omega0", 30.0))
     budgets = [int(s) for s in args.steps.split(",")]
     config.data.max_eval_frames = args.frames
     dataset = skinning_data.make_eval_data(config)
     subject = skinning_data.load_subject(config.data, (str(config.data.eval_split),))
     frames = subject.splits[str(config.data.eval_split)]
     batch = dataset.take(np.arange(len(dataset)))
-    is_bbox = jnp.broadcast_to(jnp.arange(batch["points"].shape[1]) < int(config.data.eval_n_bbox), batch["points"].shape[:2])
+    is_bbox = jnp.broadcast_to(jnp.arange(batch["points"].shape[1]) < skinning_data.eval_bbox_count(config.data), batch["points"].shape[:2])
     gt = jnp.asarray(batch["occupancy"])
 
     def ious(inside):
@@ -116,13 +118,13 @@ def main(argv=None) -> int:
         inside = []
         for t in range(len(dataset)):
             model = fit_frame(frames.vertices[t], subject.faces, steps=steps, width=width, depth=depth, lr=args.lr,
-                              points_per_step=args.points, seed=t)
+                              points_per_step=args.points, seed=t, omega0=omega0)
             inside.append(np.asarray(model(jnp.asarray(batch["points"][t]))[:, 0] > 0))
         bbox, surface = ious(np.stack(inside))
         rows[f"siren_oracle_{steps}"] = {"iou_bbox": float(bbox.mean()), "iou_surface": float(surface.mean()),
                                          "seconds_per_frame": (time.perf_counter() - start) / len(dataset)}
         print(f"{steps:>6} steps: IoU bbox {bbox.mean():.4f}  IoU surface {surface.mean():.4f}", flush=True)
-    print(f"\nSIREN {depth} x {width}, {args.points} points/step, lr {args.lr}, {len(dataset)} held-out frames of "
+    print(f"\nSIREN {depth} x {width} (omega0 {omega0:g}), {args.points} points/step, lr {args.lr}, {len(dataset)} held-out frames of "
           f"{args.config}; {machine_description()}\n")
     print("| method | IoU bbox | IoU surface | fit time per frame |\n|---|---|---|---|")
     for name, row in rows.items():

@@ -1,5 +1,6 @@
 """INS model: reposing is the exact inverse of the query path, the canonical pose reduces INS to
-(inverse) LBS, jit + grad of the BCE loss, root aggregation, and every ablation switch."""
+(inverse) LBS, jit + grad of the BCE loss, root aggregation (SNARF's and the logit softmax), per-point
+initial bones (nearest-bones pre-filter), and every ablation switch."""
 
 import dataclasses
 
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxpose.bodies import default_body, star_pose
-from jaxpose.geometry.root_finding import SNARF_TRAIN_BONES
+from jaxpose.bodies import default_body, forward, rectified_bone_transforms, sample_pose, star_pose
+from jaxpose.geometry.mesh import vertex_normals
+from jaxpose.geometry.root_finding import SNARF_TEST_BONES, SNARF_TRAIN_BONES, nearest_vertex_bones
 from jaxpose.skinning.ins import INS, INVALID_LOGIT, INSConfig, aggregate_root_logits, occupancy_bce
 from jaxpose.skinning.pin import PINConfig
 from jaxpose.skinning.field import lbs_points
@@ -271,7 +273,8 @@ def test_aggregate_root_logits_reference():
     valid = np.array([[True, True, False], [True, False, True], [False, False, False]])
     evaluation = np.asarray(aggregate_root_logits(jnp.asarray(logits), jnp.asarray(valid), training=False))
     np.testing.assert_allclose(evaluation, [0.3, 0.5, INVALID_LOGIT])
-    training = np.asarray(aggregate_root_logits(jnp.asarray(logits), jnp.asarray(valid), training=True))
+    training = np.asarray(aggregate_root_logits(jnp.asarray(logits), jnp.asarray(valid), training=True,
+                                                aggregation="logit_softmax"))
     for row in range(2):
         values = logits[row][valid[row]].astype(np.float64)
         weights = np.exp(5 * values) / np.exp(5 * values).sum()
@@ -279,6 +282,49 @@ def test_aggregate_root_logits_reference():
     assert training[2] == pytest.approx(INVALID_LOGIT)
     with pytest.raises(ValueError, match=r"\(N, I\)"):
         aggregate_root_logits(jnp.zeros((3,)), jnp.zeros((3,), bool), training=True)
+    with pytest.raises(ValueError, match="aggregation"):
+        aggregate_root_logits(jnp.zeros((3, 2)), jnp.ones((3, 2), bool), training=True, aggregation="mean")
+
+
+def _snarf_aggregation_float64(logits: np.ndarray, valid: np.ndarray, eps: float, blend: float = 5.0) -> np.ndarray:
+    """SNARF's masked_softmax (training), written out independently in NumPy float64."""
+    out = np.empty(logits.shape[0])
+    for row in range(logits.shape[0]):
+        probs = 1.0 / (1.0 + np.exp(-logits[row].astype(np.float64)))
+        exps = np.exp(blend * probs) * valid[row]
+        total = exps.sum()
+        prob = (exps / total * probs).sum() if total > 0 else 0.0
+        prob = min(max(prob, eps), 1.0 - eps)
+        out[row] = np.log(prob) - np.log1p(-prob)
+    return out
+
+
+def test_snarf_aggregation_matches_a_numpy_float64_reference():
+    rng = np.random.default_rng(31)
+    logits = rng.normal(size=(64, 9)) * 4.0
+    valid = rng.uniform(size=(64, 9)) < 0.5
+    valid[:4] = False  # rows with no valid root
+    valid[4:8] = True
+    valid[8, :] = False
+    valid[8, 3] = True  # a single valid root: its own logit
+    with jax.enable_x64(True):
+        got64 = np.asarray(aggregate_root_logits(jnp.asarray(logits), jnp.asarray(valid), training=True))
+        evaluation = np.asarray(aggregate_root_logits(jnp.asarray(logits), jnp.asarray(valid), training=False))
+    expected64 = _snarf_aggregation_float64(logits, valid, float(np.finfo(np.float64).eps))
+    np.testing.assert_allclose(got64, expected64, rtol=1e-10, atol=1e-10)
+    assert got64[8] == pytest.approx(logits[8, 3], abs=1e-10)
+    np.testing.assert_allclose(got64[:4], np.log(np.finfo(np.float64).eps), rtol=1e-6)  # logit(eps)
+    expected_eval = np.where(valid.any(axis=1), np.max(np.where(valid, logits, -np.inf), axis=1), INVALID_LOGIT)
+    np.testing.assert_array_equal(evaluation, expected_eval)
+    # float32 (training precision): within the float32 rounding of σ and logit
+    got32 = np.asarray(aggregate_root_logits(jnp.asarray(logits, jnp.float32), jnp.asarray(valid), training=True))
+    expected32 = _snarf_aggregation_float64(logits.astype(np.float32), valid, float(np.finfo(np.float32).eps))
+    np.testing.assert_allclose(got32, expected32, rtol=1e-3, atol=1e-3)
+    # It blends probabilities, not logits: unlike the logit softmax.
+    other = np.asarray(aggregate_root_logits(jnp.asarray(logits), jnp.asarray(valid), training=True,
+                                             aggregation="logit_softmax"))
+    assert np.abs(other[4:] - got32[4:]).max() > 0.1
+    assert INSConfig().aggregation == "snarf"
 
 
 def test_occupancy_bce_reference():
@@ -304,3 +350,76 @@ def test_bad_inputs_raise(model, scene):
         INSConfig(lbs_inversion="dual_quaternion")
     with pytest.raises(ValueError, match="init_bones"):
         INSConfig(train_init_bones=(0, 30))
+    with pytest.raises(ValueError, match="aggregation"):
+        INSConfig(aggregation="max")
+    points = scene["points"]
+    with pytest.raises(ValueError, match="init_bones"):
+        model.canonicalize(points, scene["transforms"], init_bones=jnp.zeros((points.shape[0] + 1, 3), jnp.int32))
+    with pytest.raises(ValueError, match="init_bones"):
+        model.canonicalize(points, scene["transforms"], init_bones=jnp.zeros((points.shape[0], 3), jnp.float32))
+    with pytest.raises(ValueError, match="init_bones"):
+        model.canonicalize(points, scene["transforms"], init_bones=jnp.full((points.shape[0], 3), 24, jnp.int32))
+
+
+def test_per_point_bones_equal_to_the_shared_ones_give_the_same_logits(model, scene, outputs, eval_logits_fn):
+    graphdef, state = nnx.split(model)
+    run = jax.jit(lambda state, x, transforms, bones: nnx.merge(graphdef, state)(x, transforms, init_bones=bones))
+    x = outputs["deformed"]
+    bones = jnp.broadcast_to(jnp.asarray(SNARF_TEST_BONES, jnp.int32), (x.shape[0], len(SNARF_TEST_BONES)))
+    np.testing.assert_array_equal(np.asarray(run(state, x, scene["transforms"], bones)),
+                                  np.asarray(eval_logits_fn(x, scene["transforms"])))
+
+
+class _NearestVertexLookup(nnx.Module):
+    """Test-only field: (..., 3) -> the value stored at the nearest of the given vertices (V, 3)."""
+
+    def __init__(self, vertices, values):
+        self.vertices = nnx.Variable(jnp.asarray(vertices))
+        self.values = nnx.Variable(jnp.asarray(values))
+
+    def nearest(self, x):
+        vertices, flat = self.vertices[...], x.reshape(-1, 3)
+        sq = jnp.sum(flat**2, axis=-1, keepdims=True) - 2.0 * flat @ vertices.T + jnp.sum(vertices**2, axis=-1)[None]
+        return jnp.argmin(sq, axis=-1).reshape(x.shape[:-1])
+
+    def __call__(self, x):
+        return self.values[...][self.nearest(x)]
+
+
+class _NearestVertexOccupancy(_NearestVertexLookup):
+    """Test-only occupancy logit: −100·(x − v)·n at the nearest vertex v (unit outward normal n)."""
+
+    def __call__(self, x):
+        index = self.nearest(x)
+        offset = x - self.vertices[...][index]
+        return -100.0 * jnp.sum(offset * self.values[...][index], axis=-1, keepdims=True)
+
+
+def test_nearest_bone_prefilter_keeps_the_inside_outside_decision():
+    """A posed minimal body: INS with identity PINs, the body's skinning weights and a canonical
+    occupancy of the body; k = 4 nearest-vertex bones decide inside / outside like all 24 bones."""
+    body = default_body("low")
+    star = star_pose()
+    canonical = jnp.asarray(forward(body, jnp.zeros(4), star).vertices)
+    weights = jnp.asarray(body.weights)
+    transforms = rectified_bone_transforms(body, jnp.zeros(4), jnp.asarray(sample_pose(7, "wide"), jnp.float32), star)
+    posed = lbs_points(canonical, weights, transforms)
+    faces = jnp.asarray(body.faces)
+    rng = np.random.default_rng(41)
+    picks = rng.choice(canonical.shape[0], 400, replace=False)
+    offsets = rng.uniform(0.003, 0.02, 400) * rng.choice([-1.0, 1.0], 400)  # 3 mm to 2 cm in / out
+    queries = posed[picks] + jnp.asarray(offsets, jnp.float32)[:, None] * vertex_normals(posed, faces)[picks]
+    model = INS(rngs=nnx.Rngs(0), **{**TINY, "pin": dataclasses.replace(TINY_PIN, zero_init_heads=True)})
+    model.skinning = _NearestVertexLookup(canonical, weights)
+    model.occupancy = _NearestVertexOccupancy(canonical, vertex_normals(canonical, faces))
+    graphdef, state = nnx.split(model)
+    assert model.config.eval_init_bones == tuple(range(24))
+    all_bones = np.asarray(jax.jit(lambda state, x, t: nnx.merge(graphdef, state)(x, t))(state, queries, transforms)) > 0
+    run = jax.jit(lambda state, x, t, bones: nnx.merge(graphdef, state)(x, t, init_bones=bones))
+    nearest = nearest_vertex_bones(queries, posed, weights, 4)
+    assert nearest.shape == (400, 4)
+    prefiltered = np.asarray(run(state, queries, transforms, nearest)) > 0
+    agreement = np.mean(all_bones == prefiltered)
+    assert agreement >= 0.99, agreement
+    # a real inside / outside decision: it follows the body's surface (inward offsets inside) on most points
+    assert np.mean(prefiltered == (offsets < 0)) >= 0.9

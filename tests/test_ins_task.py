@@ -161,6 +161,27 @@ def test_eval_table_rows_present_and_finite(trained, tmp_path, capsys):
     assert float(rows[3]["iou_surface_mean"]) > 0.5
 
 
+def test_eval_scores_with_the_evaluation_configs_protocol(trained, one_device):
+    """A checkpoint rescored under other eval_* keys (here another bbox/surface split) is scored by the
+    evaluation config's metrics, not by those saved with the checkpoint."""
+    from jaxpose.training.config import apply_overrides
+    from jaxpose.training.evaluation import load_checkpoint
+    from jaxpose.training.protocol import EvaluationRequest, StandardProtocol
+    from jaxpose.training.state import merge_model
+
+    checkpoint = load_checkpoint(trained["ins"][1], one_device)
+    config = apply_overrides(checkpoint.config, [("data.eval_n_bbox", "40"), ("data.eval_n_surface", "260")])
+    report = StandardProtocol().evaluate(EvaluationRequest(config, [checkpoint], [], one_device, 1))
+    batch = build_task(config).make_eval_data(None, None).take(np.arange(2))
+    model = merge_model(checkpoint.graphdef, checkpoint.state.params, checkpoint.state.model_state)
+    inside = checkpoint.task.predict(model, {k: jnp.asarray(v) for k, v in batch.items()})
+    is_bbox = np.broadcast_to(np.arange(300) < 40, (2, 300))
+    expected = skinning_data.occupancy_ious(inside, jnp.asarray(batch["occupancy"]), jnp.asarray(is_bbox))
+    (summary,) = report.results.values()
+    for name in ("iou_bbox", "iou_surface"):
+        assert float(summary[name].mean) == pytest.approx(float(np.mean(expected[name])), abs=1e-6)
+
+
 def test_eval_rejects_a_missing_checkpoint(tmp_path, capsys):
     assert cli_eval.main(["ins", "--checkpoint", str(tmp_path / "nope")]) == 2
     assert "not found" in capsys.readouterr().err

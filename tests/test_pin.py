@@ -1,5 +1,6 @@
 """PIN: exact identity at the canonical pose, closed-form inverse, log-determinant vs autodiff,
-conditioning only on the kept coordinates, the bone pose encoder and every knob."""
+conditioning only on the kept coordinates (both bone code modes), the bone pose encoder, root-relative
+codes and every knob."""
 
 import dataclasses
 
@@ -18,7 +19,10 @@ from jaxpose.skinning.pin import (
     PINConfig,
     bone_pose_features,
     fourier_features,
+    root_relative_transforms,
 )
+
+BONE_CODE_MODES = ["mixture", "literal"]
 
 # Two layers keep compilation cheap; the `pin` fixture has the default four.
 TINY = dict(n_layers=2, pose_code_dim=8, encoder_width=8, embed_width=16, head_width=16, zero_init_heads=False)
@@ -70,6 +74,12 @@ def pin():
     return _make_pin(n_layers=4)
 
 
+@pytest.fixture(scope="module", params=BONE_CODE_MODES)
+def mode_pin(request):
+    """A four-layer PIN in each bone code mode."""
+    return _make_pin(n_layers=4, bone_code_mode=request.param)
+
+
 @pytest.fixture(scope="module")
 def points():
     return jnp.asarray(np.random.default_rng(1).uniform(-0.9, 0.9, (64, 3)), jnp.float32)
@@ -93,10 +103,12 @@ def test_pin_is_a_nontrivial_bijection(pin, points, pose):
     np.testing.assert_allclose(forward(inverse(points, pose), pose), points, atol=1e-5)
 
 
-def test_pin_round_trip_and_log_det_float64():
-    """Float64: inverse(forward(x)) = x to 1e-12; log-det = slogdet of the autodiff Jacobian."""
+@pytest.mark.parametrize("mode", BONE_CODE_MODES)
+def test_pin_round_trip_and_log_det_float64(mode):
+    """Float64: inverse(forward(x)) = x to 1e-12; log-det = slogdet of the autodiff Jacobian; the
+    canonical pose is the exact identity."""
     with jax.enable_x64(True):
-        pin = _make_pin(dtype=jnp.float64)
+        pin = _make_pin(dtype=jnp.float64, bone_code_mode=mode)
         x = jnp.asarray(np.random.default_rng(3).uniform(-0.9, 0.9, (32, 3)), jnp.float64)
         transforms = _random_transforms(4, dtype=np.float64)
 
@@ -114,6 +126,9 @@ def test_pin_round_trip_and_log_det_float64():
         np.testing.assert_allclose(np.asarray(out["log_det"]), reference, atol=1e-10, rtol=0)
         assert float(jnp.std(out["log_det"])) > 1e-2  # the volume change is not trivially constant
         np.testing.assert_allclose(np.asarray(out["inverse_log_det"]), -np.asarray(out["log_det"]), atol=1e-10, rtol=0)
+        np.testing.assert_array_equal(np.asarray(out["codes_rest"]), 0.0)
+        np.testing.assert_array_equal(np.asarray(out["y_rest"]), np.asarray(x))
+        np.testing.assert_array_equal(np.asarray(out["x_rest"]), np.asarray(x))
 
 
 @pytest.mark.parametrize("encoding", sorted(ROTATION_ENCODINGS))
@@ -129,9 +144,11 @@ def test_canonical_pose_gives_exact_identity(encoding, points):
     np.testing.assert_allclose(out["x_back"], points, atol=1e-5)
 
 
-def test_concat_ablation_breaks_the_identity_at_canonical_pose(points):
+@pytest.mark.parametrize("mode", BONE_CODE_MODES)
+def test_concat_ablation_breaks_the_identity_at_canonical_pose(mode, points):
     """Documented: pose_combine="concat" keeps φ(x_a) in the heads' input, so θ_c deforms too."""
-    out = _jitted(_make_pin(pose_combine="concat", amplify=3.0), _round_trip_outputs)(points, _identity())
+    out = _jitted(_make_pin(pose_combine="concat", amplify=3.0, bone_code_mode=mode), _round_trip_outputs)(
+        points, _identity())
     assert float(jnp.max(jnp.abs(out["y"] - points))) > 1e-3
     np.testing.assert_allclose(out["x_back"], points, atol=1e-5)
 
@@ -151,7 +168,9 @@ def test_additive_coupling_is_volume_preserving(points, pose):
     np.testing.assert_allclose(out["x_back"], points, atol=1e-5)
 
 
-def test_conditioner_reads_only_kept_coordinates(pin, points, pose):
+def test_conditioner_reads_only_kept_coordinates(mode_pin, points, pose):
+    pin = mode_pin
+
     def run(model, x, transforms):
         codes = model.encode_pose(transforms)
         results = []
@@ -204,6 +223,9 @@ def test_random_masks_are_stored_and_seeded():
         dict(per_bone_encoder=False),
         dict(use_rotation=False),
         dict(use_translation=False),
+        dict(root_relative=True),
+        dict(bone_code_mode="literal", kept_dims=1),
+        dict(bone_code_mode="literal", root_relative=True, coupling="additive"),
     ],
 )
 def test_every_variant_is_invertible_and_identity_at_rest(overrides, points, pose):
@@ -301,4 +323,100 @@ def test_bad_inputs_raise(pin, points, pose):
         PINConfig(use_rotation=False, use_translation=False)
     with pytest.raises(ValueError, match="bone_rot_encoding"):
         dataclasses.replace(PINConfig(), bone_rot_encoding="euler")
+    with pytest.raises(ValueError, match="bone_code_mode"):
+        PINConfig(bone_code_mode="attention")
+    with pytest.raises(ValueError, match="root_relative"):
+        PINConfig(root_relative="yes")
+    with pytest.raises(ValueError, match="literal"):
+        _make_pin(bone_code_mode="literal").layers[0].spatial_bone_weights(points[:, :2])
     assert isinstance(pin.layers[0], CouplingLayer)
+
+
+def test_literal_mode_is_the_concatenated_codes_times_a_wide_embedding(points, pose):
+    """bone_code_mode="literal": φ(x_a) is J·k wide, E = [e_0, …, e_{J−1}], h = φ ⊙ E (or [φ, E])."""
+    k, num_joints = TINY["pose_code_dim"], 24
+    for combine, head_in in (("multiply", num_joints * k), ("concat", 2 * num_joints * k)):
+        pin = _make_pin(bone_code_mode="literal", pose_combine=combine, amplify=3.0)
+        layer = pin.layers[0]
+        assert layer.bone_logits is None
+        assert layer.shift_head.kernels[0][...].shape[0] == head_in
+        assert layer.log_scale_head.kernels[0][...].shape[0] == head_in
+        codes = pin.encode_pose(pose)
+        x_kept = points[:, list(layer.kept)]
+        phi = layer.embedding(x_kept)
+        assert phi.shape == (points.shape[0], num_joints * k)
+        flat = np.asarray(codes).reshape(-1)  # bone-major: E[b·k + i] = e_b[i]
+        np.testing.assert_array_equal(flat[3 * k : 4 * k], np.asarray(codes[3]))
+        if combine == "multiply":
+            h = phi * flat[None]
+        else:
+            h = jnp.concatenate([phi, jnp.broadcast_to(flat, phi.shape)], axis=-1)
+        log_scale, shift = layer.conditioner(x_kept, codes)
+        np.testing.assert_allclose(shift, layer.shift_head(h), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(log_scale, jnp.tanh(layer.log_scale_head(h)), rtol=1e-5, atol=1e-6)
+        # every bone's code reaches every point: changing one bone's code changes the shift everywhere
+        moved = layer.conditioner(x_kept, codes.at[7].add(0.5))[1]
+        assert float(jnp.min(jnp.max(jnp.abs(moved - shift), axis=-1))) > 0
+
+
+def _random_rigid(seed: int, dtype=np.float64) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    m = np.eye(4, dtype=dtype)
+    m[:3, :3] = np.asarray(axis_angle_to_matrix(jnp.asarray(rng.normal(size=3) * 1.5, dtype)))
+    m[:3, 3] = rng.normal(size=3) * 0.5
+    return m
+
+
+def test_root_relative_transforms_reference():
+    with jax.enable_x64(True):
+        transforms = np.asarray(_random_transforms(11, dtype=np.float64))
+        got = np.asarray(root_relative_transforms(jnp.asarray(transforms)))
+        np.testing.assert_allclose(got, np.linalg.inv(transforms[0])[None] @ transforms, atol=1e-12)
+        np.testing.assert_array_equal(got[0], np.eye(4))
+        np.testing.assert_array_equal(np.asarray(root_relative_transforms(_identity(dtype=jnp.float64))), np.eye(4)[None].repeat(24, 0))
+
+
+@pytest.mark.parametrize("mode", BONE_CODE_MODES)
+def test_root_relative_codes_are_invariant_to_a_global_rigid_transform(mode):
+    """root_relative=True: codes of (M B_b)_b equal those of (B_b)_b for any rigid M; the root's code is zero."""
+    with jax.enable_x64(True):
+        transforms = _random_transforms(12, angle=0.6, shift=0.2, dtype=np.float64)
+        relative = _make_pin(dtype=jnp.float64, bone_code_mode=mode, root_relative=True)
+        absolute = _make_pin(dtype=jnp.float64, bone_code_mode=mode)
+        encode_relative = _jitted(relative, lambda model, b: model.encode_pose(b))
+        encode_absolute = _jitted(absolute, lambda model, b: model.encode_pose(b))
+        codes = np.asarray(encode_relative(transforms))
+        assert np.abs(codes).max() > 1e-2
+        np.testing.assert_array_equal(codes[0], 0.0)
+        np.testing.assert_array_equal(np.asarray(encode_relative(_identity(dtype=jnp.float64))), 0.0)
+        for seed in (13, 14):
+            moved = jnp.asarray(_random_rigid(seed))[None] @ transforms
+            np.testing.assert_allclose(np.asarray(encode_relative(moved)), codes, atol=1e-12, rtol=0)
+            # without root_relative the global transform does change the codes
+            assert np.abs(np.asarray(encode_absolute(moved)) - np.asarray(encode_absolute(transforms))).max() > 1e-2
+    # float32 too, to rounding
+    transforms32 = _random_transforms(12, angle=0.6, shift=0.2)
+    pin32 = _make_pin(root_relative=True)
+    moved32 = jnp.asarray(_random_rigid(13, np.float32))[None] @ transforms32
+    np.testing.assert_allclose(pin32.encode_pose(moved32), pin32.encode_pose(transforms32), atol=2e-5, rtol=0)
+    x = jnp.asarray(np.random.default_rng(15).uniform(-0.9, 0.9, (16, 3)), jnp.float32)
+    np.testing.assert_allclose(pin32.forward(x, moved32), pin32.forward(x, transforms32), atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mode", BONE_CODE_MODES)
+def test_six_layer_pin_round_trip_float32(mode):
+    """Six alternating coupling layers, random (not zero-initialised) heads, random bone rotations:
+    inverse(forward(x)) = x within 1e-5 m on points of a 2 m box, float32."""
+    config = PINConfig(**{**TINY, "n_layers": 6, "bone_code_mode": mode})
+    kept = config.kept_coordinates()
+    changed = [tuple(sorted(set(range(3)) - set(k))) for k in kept]
+    assert all(changed[i] != changed[i + 1] for i in range(5))  # consecutive splits alternate
+    assert sorted(c for (c,) in changed) == [0, 0, 1, 1, 2, 2]  # each coordinate transformed twice
+    pin = PIN(rngs=nnx.Rngs(21), config=config)
+    assert len(pin.layers) == 6 and tuple(layer.kept for layer in pin.layers) == kept
+    x = jnp.asarray(np.random.default_rng(22).uniform(-1.0, 1.0, (256, 3)), jnp.float32)
+    out = _jitted(pin, _round_trip_outputs)(x, _random_transforms(23, angle=1.0, shift=0.2))
+    assert float(jnp.max(jnp.abs(out["y"] - x))) > 1e-2  # a real deformation
+    np.testing.assert_allclose(np.asarray(out["x_back"]), np.asarray(x), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.asarray(out["inverse_log_det"]), -np.asarray(out["log_det"]), atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(out["y_rest"]), np.asarray(x))

@@ -1,4 +1,5 @@
-"""SNARF / SNARF-NC: shapes, jit + implicit gradients, identity pose, pose (in)dependence, aggregation."""
+"""SNARF / SNARF-NC: shapes, jit + implicit gradients, identity pose, pose (in)dependence, aggregation,
+per-point initial bones."""
 
 import jax
 import jax.numpy as jnp
@@ -96,6 +97,25 @@ def test_chunked_query_matches_unchunked(query):
     full = model.occupancy_logits(x, pose, transforms, training=False, init_bones=(0, 1, 2))
     chunked = model.occupancy_logits(x, pose, transforms, training=False, init_bones=(0, 1, 2), chunk_size=5)
     np.testing.assert_allclose(np.asarray(chunked), np.asarray(full), atol=1e-5)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_per_point_bones_equal_to_the_shared_ones_give_the_same_logits(query, training):
+    x, pose, transforms = query
+    model = SNARF(**TINY, rngs=nnx.Rngs(7))
+    shared = (0, 4, 16)
+    per_point = jnp.broadcast_to(jnp.asarray(shared, jnp.int32), (x.shape[0], len(shared)))
+    expected = np.asarray(model.occupancy_logits(x, pose, transforms, training=training, init_bones=shared))
+    got = model.occupancy_logits(x, pose, transforms, training=training, init_bones=per_point)
+    np.testing.assert_array_equal(np.asarray(got), expected)
+    chunked = model.occupancy_logits(x, pose, transforms, training=training, init_bones=per_point, chunk_size=5)
+    np.testing.assert_allclose(np.asarray(chunked), expected, atol=1e-5)
+    # rows really use their own bones: a different first bone for one point changes only that point
+    other = per_point.at[3, 0].set(20)
+    changed = np.asarray(model.occupancy_logits(x, pose, transforms, training=training, init_bones=other))
+    np.testing.assert_array_equal(np.delete(changed, 3), np.delete(expected, 3))
+    with pytest.raises(ValueError, match="per-point init_bones"):
+        model.occupancy_logits(x, pose, transforms, training=training, init_bones=per_point[:5])
 
 
 def _sigmoid(x):

@@ -210,3 +210,17 @@ def test_tiny_dataset_files_round_trip_and_errors(tmp_path):
     (tmp_path / "bad.txt").write_text("bad\n")
     with pytest.raises(ValueError, match="NaN"):
         tiny.load_dataset(tmp_path, tmp_path / "bad.txt")
+
+
+def test_eval_configs_may_differ_only_in_evaluation_keys():
+    from jaxpose.training.evaluation import check_eval_configs
+
+    def config(**data):
+        c = ml_collections.ConfigDict()
+        c.data = ml_collections.ConfigDict({"root": "d", "subject": "s", "eval_protocol": "cape", "max_eval_frames": 0, **data})
+        return c
+
+    # The scoring protocol, point counts and evaluated frames apply to every method alike.
+    check_eval_configs({"eval": config(), "run": config(eval_protocol="dfaust", max_eval_frames=4, eval_n_bbox=10)})
+    with pytest.raises(ValueError, match="data.subject"):
+        check_eval_configs({"eval": config(), "run": config(subject="other")})

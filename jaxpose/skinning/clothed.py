@@ -39,13 +39,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpose.bodies import default_body, forward_kinematics, save_body_npz, shaped_rest, star_pose
+from jaxpose.bodies import default_body, save_body_npz, shaped_rest, star_pose
 from jaxpose.bodies.poses import motion_sequence, sample_pose
-from jaxpose.bodies.skeleton import SMPL_JOINT_NAMES, SMPL_PARENTS
-from jaxpose.geometry.lbs import lbs_points
+from jaxpose.bodies.skeleton import SMPL_JOINT_NAMES
 from jaxpose.geometry.mesh import vertex_normals
-from jaxpose.geometry.rotations import axis_angle_to_matrix
 from jaxpose.io.atomic import atomic_open, atomic_save_npz, atomic_write_bytes, atomic_write_text
+from jaxpose.skinning.outfits import OUTFITS, coverage, make_outfit_subject
+from jaxpose.skinning.posing import lbs_vertices
 
 FORMAT_VERSION = 1
 MAX_OFFSET_M = 0.05
@@ -198,22 +198,6 @@ def garment_offsets(field: GarmentField, pose: np.ndarray) -> np.ndarray:
     return offsets * (MAX_OFFSET_M * np.tanh(safe / MAX_OFFSET_M) / safe)
 
 
-@jax.jit
-def _lbs(rest: jax.Array, weights: jax.Array, rest_joints: jax.Array, pose: jax.Array) -> jax.Array:
-    """rest (T, V, 3), weights (V, 24), rest_joints (24, 3), pose (T, 24, 3) -> posed (T, V, 3) (no transl)."""
-
-    def one(rest_t, pose_t):
-        _, skinning = forward_kinematics(axis_angle_to_matrix(pose_t), rest_joints, SMPL_PARENTS)
-        return lbs_points(rest_t, weights, skinning)
-
-    return jax.vmap(one)(rest, pose)
-
-
-def lbs_vertices(rest: np.ndarray, weights: np.ndarray, rest_joints: np.ndarray, pose: np.ndarray) -> np.ndarray:
-    """Linear blend skinning of per-frame rest meshes: rest (T, V, 3), weights (V, 24), joints (24, 3), pose (T, 24, 3) -> (T, V, 3)."""
-    return np.asarray(_lbs(jnp.asarray(rest, jnp.float32), jnp.asarray(weights, jnp.float32), jnp.asarray(rest_joints, jnp.float32), jnp.asarray(pose, jnp.float32)))
-
-
 def _stable_id(name: str) -> int:
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
@@ -284,8 +268,9 @@ class ClothedSubject:
     body: object  # BodyModel whose v_template is the minimal template (betas 0)
     field: GarmentField
 
-    def frames(self, pose: np.ndarray, transl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """v_cano (T, V, 3) and v_posed (T, V, 3) for poses (T, 24, 3) and transl (T, 3)."""
+    def frames(self, pose: np.ndarray, transl: np.ndarray, *, noise_key=()) -> tuple[np.ndarray, np.ndarray]:
+        """v_cano (T, V, 3) and v_posed (T, V, 3) for poses (T, 24, 3) and transl (T, 3) (noiseless: `noise_key` is unused)."""
+        del noise_key
         minimal = np.asarray(self.body.v_template, np.float64)
         v_cano = np.stack([minimal + garment_offsets(self.field, p) for p in pose]).astype(np.float32)
         posed = lbs_vertices(v_cano, np.asarray(self.body.weights), np.asarray(self.body.j_template), pose)
@@ -319,7 +304,7 @@ def _config(resolution, subjects, frames_per_motion, ood_frames, seed) -> dict:
         "resolution": resolution,
         "subjects": dict(subjects),
         # Garment parameters are part of the identity of the data: changing one invalidates a dataset.
-        "garments": {g: json.loads(json.dumps(dataclasses.asdict(GARMENTS[g]))) for g in sorted(set(subjects.values()))},
+        "garments": {g: json.loads(json.dumps(dataclasses.asdict(GARMENTS.get(g) or OUTFITS[g]))) for g in sorted(set(subjects.values()))},
         "frames_per_motion": int(frames_per_motion),
         "ood_frames": int(ood_frames),
         "seed": int(seed),
@@ -358,8 +343,8 @@ def generate_clothed_dataset(
     if not subjects:
         raise ValueError("subjects must name at least one subject")
     for name, garment in subjects.items():
-        if garment not in GARMENTS:
-            raise ValueError(f"subject {name!r}: unknown garment {garment!r}; known: {sorted(GARMENTS)}")
+        if garment not in GARMENTS and garment not in OUTFITS:
+            raise ValueError(f"subject {name!r}: unknown garment {garment!r}; known: {sorted(GARMENTS)} and the CAPE-like outfits {sorted(OUTFITS)}")
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"invalid subject name {name!r}")
     if not isinstance(frames_per_motion, (int, np.integer)) or frames_per_motion < 1:
@@ -392,15 +377,19 @@ def generate_clothed_dataset(
     boundary, nonmanifold = boundary_edge_counts(faces)
     meta_subjects, split = {}, {}
     for name, garment_name in subjects.items():
-        subject = make_subject(name, garment_name, resolution=resolution, seed=seed)
+        if garment_name in OUTFITS:
+            betas = subject_betas(seed, name, default_body(resolution).num_betas)
+            subject = make_outfit_subject(name, garment_name, betas=betas, resolution=resolution, seed=seed)
+        else:
+            subject = make_subject(name, garment_name, resolution=resolution, seed=seed)
         _atomic_save_npy(out / "minimal_body_shape" / name / f"{name}_minimal.npy", np.asarray(subject.body.v_template, np.float32))
         save_body_npz(subject.body, out / "minimal_body_shape" / name / f"{name}_body.npz")
         max_offset, max_pose_offset = 0.0, 0.0
-        static = garment_offsets(subject.field, np.zeros((24, 3)))
+        static = np.asarray(subject.frames(np.zeros((1, 24, 3), np.float32), np.zeros((1, 3), np.float32))[0][0]) - np.asarray(subject.body.v_template)
         for motion in ALL_MOTIONS:
             n = ood_frames if motion in OOD_MOTIONS else frames_per_motion
             pose, transl = motion_poses(motion, n, seed, name)
-            v_cano, v_posed = subject.frames(pose, transl)
+            v_cano, v_posed = subject.frames(pose, transl, noise_key=(ALL_MOTIONS.index(motion),))
             offsets = v_cano - np.asarray(subject.body.v_template)[None]
             max_offset = max(max_offset, float(np.linalg.norm(offsets, axis=-1).max()))
             max_pose_offset = max(max_pose_offset, float(np.linalg.norm(offsets - static[None], axis=-1).max()))
@@ -418,7 +407,8 @@ def generate_clothed_dataset(
         meta_subjects[name] = {
             "garment": dataclasses.asdict(subject.garment),
             "betas": subject.betas.tolist(),
-            "pose_dependent": subject.garment.pose_dependent,
+            "pose_dependent": getattr(subject.garment, "pose_dependent", True),
+            **({"garment_coverage": coverage(subject.field, subject.body.v_template, faces)} if garment_name in OUTFITS else {}),
             "max_offset_m": max_offset,
             "max_pose_dependent_offset_m": max_pose_offset,
         }

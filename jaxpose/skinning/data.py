@@ -51,7 +51,12 @@ from jaxpose.metrics.occupancy import occupancy_iou
 from jaxpose.skinning.cape import CapeDataset, load_faces
 from jaxpose.skinning.clothed import generate_clothed_dataset
 from jaxpose.skinning.lbs_baselines import fit_lbs_baseline, reposed_mesh
-from jaxpose.skinning.occupancy_points import SNARF_UNIFORM_BOX, cached_eval_points, label_points, make_training_pool
+from jaxpose.geometry.lbs import lbs_points
+from jaxpose.geometry.root_finding import nearest_vertex_bones
+from jaxpose.skinning.occupancy_points import (CAPE_N_UNIFORM, CAPE_N_VERTICES, SNARF_UNIFORM_BOX, ScoringProtocol, cached_eval_points,
+                                               label_points, make_training_pool)
+from jaxpose.skinning.warm_start import WarmStartTargets
+from jaxpose.skinning.warm_start import make_targets as make_warm_start_targets
 from jaxpose.training.data import ArrayDataset
 
 SPLITS = ("train", "test", "ood")
@@ -197,12 +202,8 @@ def _baseline_inside(subject: SubjectData, kind: str, train: SubjectFrames, test
     return out
 
 
-def make_eval_data(config: ml_collections.ConfigDict, data_dir: str | None = None, list_file: str | None = None) -> ArrayDataset:
-    """Per-frame evaluation items of `data.eval_split` (held-out motions by default); see module doc.
-
-    `data_dir` replaces `data.root` (a CAPE-layout directory); `list_file` (one frame name per line)
-    restricts the frames.
-    """
+def _eval_frames(config: ml_collections.ConfigDict, data_dir: str | None, list_file: str | None):
+    """(resolved data config, subject, the scored frames, their protocol point sets) of `make_eval_data`."""
     data = config.data.copy_and_resolve_references()
     if data_dir is not None:
         data.root = str(data_dir)
@@ -223,20 +224,90 @@ def make_eval_data(config: ml_collections.ConfigDict, data_dir: str | None = Non
     if int(data.max_eval_frames) > 0:
         keep = keep[: int(data.max_eval_frames)]
     frames = SubjectFrames(frames.vertices[keep], frames.pose[keep], frames.transforms[keep], tuple(frames.names[i] for i in keep))
+    protocol = scoring_protocol(data)
     cache = pathlib.Path(data.root) / "eval_cache" / str(data.subject)
+    counts = {} if protocol is ScoringProtocol.CAPE else {"n_bbox": int(data.eval_n_bbox), "n_surface": int(data.eval_n_surface)}
     sets = [cached_eval_points(cache, frames.vertices[t], subject.faces, seed=int(data.eval_seed), frame=t,
-                               n_bbox=int(data.eval_n_bbox), n_surface=int(data.eval_n_surface), name=frames.names[t])
+                               name=frames.names[t] + ("_cape" if protocol is ScoringProtocol.CAPE else ""), protocol=protocol, **counts)
             for t in range(len(frames.names))]
+    return data, subject, frames, sets
+
+
+def eval_points(config: ml_collections.ConfigDict, data_dir: str | None = None, list_file: str | None = None) -> dict[str, np.ndarray]:
+    """The scored frames' evaluation points (T, N, 3) float32, their labels "occupancy" (T, N) bool and
+    bone "transforms" (T, J, 4, 4) — `make_eval_data` without the baselines' labels."""
+    _, _, frames, sets = _eval_frames(config, data_dir, list_file)
+    return {"points": np.stack([s.points for s in sets]).astype(np.float32),
+            "occupancy": np.stack([s.occupancy for s in sets]).astype(bool), "transforms": frames.transforms}
+
+
+def make_eval_data(config: ml_collections.ConfigDict, data_dir: str | None = None, list_file: str | None = None) -> ArrayDataset:
+    """Per-frame evaluation items of `data.eval_split` (held-out motions by default); see module doc.
+
+    `data_dir` replaces `data.root` (a CAPE-layout directory); `list_file` (one frame name per line)
+    restricts the frames.
+    """
+    data, subject, frames, sets = _eval_frames(config, data_dir, list_file)
     points = np.stack([s.points for s in sets]).astype(np.float32)
     train = subject.splits[str(data.train_split)]
-    return ArrayDataset({
+    items = {
         "points": points,
         "occupancy": np.stack([s.occupancy for s in sets]).astype(bool),
         "transforms": frames.transforms,
         "pose": frames.pose,
         "avg_lbs_inside": _baseline_inside(subject, "avg", train, frames, points),
         "first_lbs_inside": _baseline_inside(subject, "first", train, frames, points),
-    })
+    }
+    k = int(data.get("eval_prefilter_bones", 0))
+    if k:
+        items["init_bones"] = nearest_bones(subject, frames.transforms, points, k)
+    return ArrayDataset(items)
+
+
+def nearest_bones(subject: SubjectData, transforms: np.ndarray, points: np.ndarray, k: int) -> np.ndarray:
+    """The nearest-bones pre-filter of the evaluation (Fast-SNARF-style): for each point (T, N, 3), the k
+    bones (T, N, k) int32 of largest weight at its nearest vertex of the minimal body posed into the
+    frame's pose (transforms (T, J, 4, 4)) — the only initial bones its root finding starts from."""
+    weights = jnp.asarray(subject.body.weights, jnp.float32)
+    canonical = jnp.asarray(subject.canonical_vertices)
+    out = np.zeros(points.shape[:2] + (k,), np.int32)
+    for t in range(points.shape[0]):
+        posed = lbs_points(canonical, weights, jnp.asarray(transforms[t]))
+        for start in range(0, points.shape[1], 8192):
+            chunk = jnp.asarray(points[t, start:start + 8192])
+            out[t, start:start + 8192] = np.asarray(nearest_vertex_bones(chunk, posed, weights, k))
+    return out
+
+
+def scoring_protocol(data: ml_collections.ConfigDict) -> ScoringProtocol:
+    """`data.eval_protocol`: "cape" (SNARF's CAPE evaluation set, the paper-comparable one) or "dfaust"
+    (eval_n_bbox uniform points in the 1.1x cube + eval_n_surface near-surface points; default)."""
+    name = str(data.get("eval_protocol", "dfaust"))
+    try:
+        return ScoringProtocol(name)
+    except ValueError:
+        raise ValueError(f"data.eval_protocol must be one of {[p.value for p in ScoringProtocol]}, got {name!r}") from None
+
+
+def eval_bbox_count(data: ml_collections.ConfigDict) -> int:
+    """How many of each frame's evaluation points form the "IoU bbox" column (the rest: "IoU surface")."""
+    if scoring_protocol(data) is ScoringProtocol.CAPE:
+        return (CAPE_N_VERTICES + CAPE_N_UNIFORM) // 2  # SNARF's split: the first half is "bbox"
+    return int(data.eval_n_bbox)
+
+
+@functools.lru_cache(maxsize=4)
+def _warm_start_targets(root: str, subject_name: str, split: str, seed: int) -> WarmStartTargets:
+    subject = _load_subject(root, subject_name, (split,))
+    return make_warm_start_targets(subject.canonical_vertices, subject.faces, subject.body.weights,
+                                   subject.splits[split].pose, seed=seed)
+
+
+def warm_start_targets(data: ml_collections.ConfigDict) -> WarmStartTargets:
+    """The warm-start targets (jaxpose.skinning.warm_start) of the configured subject: its star-pose minimal
+    body and its training poses (cached per process)."""
+    root = str(ensure_dataset(data).resolve())
+    return _warm_start_targets(root, str(data.subject), str(data.train_split), int(data.seed))
 
 
 def occupancy_ious(predicted_inside: jax.Array, occupancy: jax.Array, is_bbox: jax.Array) -> dict[str, jax.Array]:
@@ -293,8 +364,11 @@ def data_config(*, root: str, subject: str = "synth01", garment: str = "skirt", 
     data.eval_n_bbox = eval_n
     data.eval_n_surface = eval_n
     data.eval_seed = 0
+    data.eval_protocol = "dfaust"
+    data.eval_prefilter_bones = 0  # 0: all initial bones; k: the k bones of the nearest posed body vertex
     return data
 
 
-__all__ = ["BASELINES", "PoolDataset", "SubjectData", "SubjectFrames", "data_config", "ensure_dataset", "load_subject",
-           "make_eval_data", "make_occupancy_metrics", "make_train_data", "occupancy_ious"]
+__all__ = ["BASELINES", "PoolDataset", "SubjectData", "SubjectFrames", "data_config", "ensure_dataset", "eval_bbox_count", "eval_points",
+           "load_subject", "make_eval_data", "make_occupancy_metrics", "make_train_data", "nearest_bones",
+           "occupancy_ious", "scoring_protocol", "warm_start_targets"]

@@ -8,7 +8,7 @@ Query (training and IoU), deformed point → occupancy logit::
     x′ = H_d(x_d; θ)                       PIN on the deformed side of LBS
     x″ = LBS⁻¹(x′; θ)                      one candidate per initial bone (root finding)
     x_c = H_c(x″; θ)                       PIN, pose-dependent → pose-independent canonical
-    logit = aggregate_i o(x_c,i)           softmax (temperature 5) in training, max at evaluation
+    logit = aggregate_i o(x_c,i)           SNARF's soft blend in training, max at evaluation
 
 Reposing (extract the canonical mesh once, then move its vertices), the exact inverse::
 
@@ -30,11 +30,19 @@ INS has no public code and its paper body was not read: the choices below are kn
   predicted on the deformed side from (x′, pose) and the blended transform inverted in closed form
   (one root, always valid); reposing then needs an iterative solve (``repose`` runs Broyden on the
   deformed side), so it loses that speed advantage.
-* Root aggregation: SNARF's — softmax-weighted mean of the root logits with temperature 5 in
-  training, max at evaluation; non-converged roots get ``INVALID_LOGIT`` (−1e5), so a point with
-  no converged root is classified outside.
+* Root aggregation in training, ``aggregation="snarf"`` (default): SNARF's code (``masked_softmax``,
+  ``jaxpose.skinning.snarf.aggregate_root_logits``) — per root p_i = σ(logit_i), weights
+  softmax_i(5 p_i) over the valid (converged) roots, p = Σ_i w_i p_i, returned as the logit of p
+  clamped to [eps, 1 − eps] (float eps; a point with no valid root gets logit(eps) ≈ −15.9 in
+  float32). ``"logit_softmax"``: Σ_i softmax_i(5 logit_i) logit_i over the valid roots, invalid
+  roots counted as ``INVALID_LOGIT`` (this module's behaviour before the option; it blends logits,
+  not probabilities, so it is NOT SNARF's). The temperature 5 is ``train_temperature``.
+  Evaluation (both): max over the valid roots' logits; a point with no valid root gets
+  ``INVALID_LOGIT`` (−1e5, finite so BCE stays finite) and is classified outside.
 * Initial bones: SNARF's 9 in training, all 24 at evaluation; Broyden 50 steps, tol 1e-5,
-  divergence 1 m (SNARF).
+  divergence 1 m (SNARF). ``__call__`` / ``canonicalize`` also take per-point initial bones
+  ``init_bones`` (N, I) (a pre-filter, e.g. the k bones of each point's nearest vertex of the posed
+  minimal body, ``jaxpose.geometry.root_finding.nearest_vertex_bones``); None = the config's bones.
 * Occupancy network: SIREN 5 × 256, ω0 = 30, pose-free, one logit ([unverified] default,
   docs/skinning.md, "Occupancy and skinning networks"). ``use_siren=False`` ("w/o SIREN"): a
   softplus(β = 100) MLP of the same size (SNARF's activation) — and the PINs' SIREN spatial
@@ -58,11 +66,13 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxpose.geometry.root_finding import SNARF_TEST_BONES, SNARF_TRAIN_BONES, broyden, inverse_3x3, invert_lbs
 from jaxpose.skinning.pin import PIN, PINConfig, bone_pose_features, check_bone_transforms
 from jaxpose.skinning.field import SkinningField, lbs_points
+from jaxpose.skinning.snarf import aggregate_root_logits as snarf_aggregate_root_logits
 from jaxpose.nn.mlp import MLP
 from jaxpose.nn.siren import Siren
 
@@ -70,18 +80,29 @@ INVALID_LOGIT = -1e5
 """Occupancy logit given to non-converged LBS roots (classified outside; finite, so BCE stays finite)."""
 
 
-def aggregate_root_logits(logits: jax.Array, valid: jax.Array, *, training: bool,
-                          temperature: float = 5.0) -> jax.Array:
+AGGREGATIONS = ("snarf", "logit_softmax")
+"""Training-time root aggregations (module docstring)."""
+
+
+def aggregate_root_logits(logits: jax.Array, valid: jax.Array, *, training: bool, temperature: float = 5.0,
+                          aggregation: Literal["snarf", "logit_softmax"] = "snarf") -> jax.Array:
     """Combine per-root logits (N, I) with validity (N, I) into one logit per point (N,).
 
-    training: Σ_i softmax(temperature · l)_i · l_i over valid roots (SNARF, temperature 5);
-    evaluation: max over valid roots. Invalid roots count as ``INVALID_LOGIT``.
+    training, ``aggregation="snarf"``: SNARF's soft blend of probabilities p_i = σ(l_i) with weights
+    softmax(temperature · p) over the valid roots, back to a logit (clamped at eps; no valid root →
+    logit(eps)); ``"logit_softmax"``: Σ_i softmax(temperature · l)_i · l_i over valid roots (invalid
+    roots count as ``INVALID_LOGIT``). Evaluation: max over valid roots, ``INVALID_LOGIT`` where
+    none is valid.
     """
     if logits.shape != valid.shape or logits.ndim != 2:
         raise ValueError(f"logits and valid must both be (N, I), got {logits.shape} and {valid.shape}")
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     masked = jnp.where(valid, logits, INVALID_LOGIT)
     if not training:
         return jnp.max(masked, axis=-1)
+    if aggregation == "snarf":
+        return snarf_aggregate_root_logits(logits, valid, training=True, soft_blend=temperature)
     weights = jax.nn.softmax(temperature * masked, axis=-1)
     return jnp.sum(weights * masked, axis=-1)
 
@@ -108,6 +129,7 @@ class INSConfig:
     root_jacobian_init: Literal["blend", "autodiff"] = "blend"
     root_chunk_size: int | None = None
     train_temperature: float = 5.0
+    aggregation: Literal["snarf", "logit_softmax"] = "snarf"
     use_pose_multiplication: bool = True
     use_siren: bool = True
     use_rotation: bool = True
@@ -118,6 +140,8 @@ class INSConfig:
     def __post_init__(self):
         if self.lbs_inversion not in ("broyden", "backward_weights"):
             raise ValueError(f"INSConfig.lbs_inversion must be 'broyden' or 'backward_weights', got {self.lbs_inversion!r}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"INSConfig.aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         if not (self.use_lbs or self.use_h_d or self.use_h_c):
             raise ValueError("INSConfig: use_lbs, use_h_d and use_h_c are all False — the model could not deform at all")
         for name in ("train_init_bones", "eval_init_bones"):
@@ -172,12 +196,26 @@ def _check_points(x: jax.Array, where: str) -> None:
         raise ValueError(f"{where}: points must have shape (N, 3), got {x.shape}")
 
 
+def _check_init_bones(init_bones: jax.Array, num_points: int, num_joints: int, where: str) -> None:
+    """Per-point initial bones must be an int array (N, I) of ids in [0, J) (range checked when concrete)."""
+    if init_bones.ndim != 2 or init_bones.shape[0] != num_points or not jnp.issubdtype(init_bones.dtype, jnp.integer):
+        raise ValueError(f"{where}: init_bones must be an integer array of shape ({num_points}, I), got "
+                         f"{init_bones.shape} {init_bones.dtype}")
+    if init_bones.shape[1] == 0:
+        raise ValueError(f"{where}: init_bones needs at least one bone per point")
+    if not isinstance(init_bones, jax.core.Tracer):
+        ids = np.asarray(init_bones)
+        if ids.min() < 0 or ids.max() >= num_joints:
+            raise ValueError(f"{where}: init_bones must be bone ids in [0, {num_joints}), got [{ids.min()}, {ids.max()}]")
+
+
 class INS(nnx.Module):
     """The INS model. ``INS(config=INSConfig(...), *, rngs)`` or ``INS(rngs=..., **INSConfig fields)``.
 
     Main entry points (points in metres, one frame's ``bone_transforms`` (J, 4, 4)):
-      ``__call__(x_d (N, 3), bone_transforms, *, training=False)`` → occupancy logits (N,);
-      ``canonicalize(x_d, bone_transforms, *, training=False)`` → (x_c (N, I, 3), valid (N, I));
+      ``__call__(x_d (N, 3), bone_transforms, *, training=False, init_bones=None)`` → logits (N,);
+      ``canonicalize(x_d, bone_transforms, *, training=False, init_bones=None)``
+        → (x_c (N, I, 3), valid (N, I));
       ``repose(canonical_vertices (V, 3), bone_transforms)`` → deformed vertices (V, 3);
       ``canonical_occupancy(x_c (..., 3))`` → logits (...).
     """
@@ -211,15 +249,18 @@ class INS(nnx.Module):
             raise ValueError(f"canonical_occupancy: points must have shape (..., 3), got {x_c.shape}")
         return self.occupancy(x_c)[..., 0]
 
-    def _invert_skinning(self, x_lbs: jax.Array, bone_transforms: jax.Array, training: bool):
+    def _invert_skinning(self, x_lbs: jax.Array, bone_transforms: jax.Array, training: bool,
+                         init_bones: jax.Array | None):
         """x′ (N, 3) -> (x″ (N, I, 3), valid (N, I))."""
         cfg = self.config
         if not cfg.use_lbs:
             return x_lbs[:, None, :], jnp.ones(x_lbs.shape[:1] + (1,), bool)
         if cfg.lbs_inversion == "broyden":
+            if init_bones is None:
+                init_bones = cfg.train_init_bones if training else cfg.eval_init_bones
             return invert_lbs(
                 x_lbs, self.skinning, bone_transforms,
-                init_bones=cfg.train_init_bones if training else cfg.eval_init_bones,
+                init_bones=init_bones,
                 max_steps=cfg.root_max_steps, tol=cfg.root_tol, diverge=cfg.root_diverge,
                 jacobian_init=cfg.root_jacobian_init, chunk_size=cfg.root_chunk_size,
             )
@@ -228,25 +269,37 @@ class INS(nnx.Module):
         valid = jnp.all(jnp.isfinite(x_canonical), axis=-1)
         return x_canonical[:, None, :], valid[:, None]
 
-    def canonicalize(self, x_deformed: jax.Array, bone_transforms: jax.Array, *, training: bool = False):
+    def canonicalize(self, x_deformed: jax.Array, bone_transforms: jax.Array, *, training: bool = False,
+                     init_bones: jax.Array | None = None):
         """Query-path canonicalisation: x_d (N, 3) -> (x_c (N, I, 3), valid (N, I)).
 
-        I = number of initial bones of the mode (broyden) or 1 (backward weights, no LBS).
+        I = number of initial bones (broyden) or 1 (backward weights, no LBS). ``init_bones``: None
+        (the config's train / eval bones) or an int array (N, I) of per-point bone ids, a nearest-bones
+        pre-filter (``nearest_vertex_bones``); ignored where there is a single root (I = 1).
         Differentiable in the parameters (implicit gradients through the root finding).
         """
         _check_points(x_deformed, "INS.canonicalize")
         check_bone_transforms(bone_transforms, self.config.num_joints, "INS.canonicalize")
+        if init_bones is not None:
+            init_bones = jnp.asarray(init_bones)
+            _check_init_bones(init_bones, x_deformed.shape[0], self.config.num_joints, "INS.canonicalize")
         x_lbs = self.h_d.forward(x_deformed, bone_transforms) if self.h_d is not None else x_deformed
-        x_pose_canonical, valid = self._invert_skinning(x_lbs, bone_transforms, training)
+        x_pose_canonical, valid = self._invert_skinning(x_lbs, bone_transforms, training, init_bones)
         if self.h_c is not None:
             x_pose_canonical = self.h_c.forward(x_pose_canonical, bone_transforms)
         return x_pose_canonical, valid
 
-    def __call__(self, x_deformed: jax.Array, bone_transforms: jax.Array, *, training: bool = False) -> jax.Array:
-        """Occupancy logits (N,) of deformed points x_d (N, 3) in the pose of ``bone_transforms``."""
-        x_canonical, valid = self.canonicalize(x_deformed, bone_transforms, training=training)
+    def __call__(self, x_deformed: jax.Array, bone_transforms: jax.Array, *, training: bool = False,
+                 init_bones: jax.Array | None = None) -> jax.Array:
+        """Occupancy logits (N,) of deformed points x_d (N, 3) in the pose of ``bone_transforms``.
+
+        ``init_bones``: None or per-point initial bones (N, I), as in ``canonicalize``.
+        """
+        x_canonical, valid = self.canonicalize(x_deformed, bone_transforms, training=training,
+                                               init_bones=init_bones)
         logits = self.canonical_occupancy(x_canonical)
-        return aggregate_root_logits(logits, valid, training=training, temperature=self.config.train_temperature)
+        return aggregate_root_logits(logits, valid, training=training, temperature=self.config.train_temperature,
+                                     aggregation=self.config.aggregation)
 
     def _forward_skinning(self, x_pose_canonical: jax.Array, bone_transforms: jax.Array) -> jax.Array:
         cfg = self.config
@@ -306,6 +359,7 @@ __all__: Sequence[str] = (
     "INS",
     "INSConfig",
     "INVALID_LOGIT",
+    "AGGREGATIONS",
     "BackwardSkinningField",
     "aggregate_root_logits",
     "occupancy_bce",

@@ -220,8 +220,42 @@ def reposed_mesh(baseline: LBSBaseline, transforms: jax.Array) -> tuple[jax.Arra
     return repose_lbs(baseline.canonical_vertices, baseline.weights, transforms), baseline.faces
 
 
+def fit_free_lbs(frames_vertices, frames_transforms, weights, *, bones_per_vertex: int = 4, ridge: float = 1e-8) -> np.ndarray:
+    """The best LBS of a vertex track with free weights AND free rest positions (a diagnostic, float64).
+
+    Per vertex, over its `bones_per_vertex` bones of largest `weights` (V, J), fit q_b ∈ R⁴ in
+    v_t = Σ_b [B_b,t]₃ₓ₄ q_b by linear least squares over the frames (T, V, 3) with transforms
+    (T, J, 4, 4). LBS is the special case q_b = w_b [r; 1], so this relaxation fits at least as well
+    as any LBS with those bones; a residual it leaves on held-out poses (`free_lbs_predict`) cannot be
+    removed by any choice of skinning weights or rest shape. Returns q (V, bones_per_vertex, 4) and the
+    bone ids (V, bones_per_vertex) packed as a tuple.
+    """
+    vertices = np.asarray(frames_vertices, np.float64)
+    transforms = np.asarray(frames_transforms, np.float64)
+    weights = np.asarray(weights)
+    _check_frames(vertices, transforms, weights)
+    if not 1 <= bones_per_vertex <= weights.shape[1]:
+        raise ValueError(f"bones_per_vertex must be in [1, {weights.shape[1]}], got {bones_per_vertex}")
+    bones = np.argsort(-weights, axis=1)[:, :bones_per_vertex]  # (V, K)
+    blocks = transforms[:, bones, :3, :]  # (T, V, K, 3, 4)
+    design = np.transpose(blocks, (1, 0, 3, 2, 4)).reshape(vertices.shape[1], -1, bones_per_vertex * 4)  # (V, 3T, 4K)
+    target = np.transpose(vertices, (1, 0, 2)).reshape(vertices.shape[1], -1)  # (V, 3T)
+    normal = np.einsum("vek,vel->vkl", design, design) + ridge * np.eye(bones_per_vertex * 4)
+    solution = np.linalg.solve(normal, np.einsum("vek,ve->vk", design, target)[..., None])[..., 0]
+    return solution.reshape(-1, bones_per_vertex, 4), bones
+
+
+def free_lbs_predict(fit, frames_transforms) -> np.ndarray:
+    """Vertices (T, V, 3) of a `fit_free_lbs` fit in the poses (T, J, 4, 4)."""
+    q, bones = fit
+    blocks = np.asarray(frames_transforms, np.float64)[:, bones, :3, :]  # (T, V, K, 3, 4)
+    return np.einsum("tvkab,vkb->tva", blocks, q)
+
+
 __all__ = [
     "LBSBaseline",
+    "fit_free_lbs",
+    "free_lbs_predict",
     "closest_point_barycentric",
     "fit_avg_lbs",
     "fit_first_lbs",

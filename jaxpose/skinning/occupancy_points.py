@@ -8,6 +8,7 @@ largest extent ("IoU bbox"), then `n_surface` (default 100k) area-weighted surfa
 isotropic N(0, sigma^2) noise, sigma = 0.01 m ("IoU surface"). Labels: generalised winding number
 > 0.5 (`jaxpose.geometry.winding`). Everything is deterministic in (seed, frame). CPU configurations
 should lower the counts (e.g. n_bbox = n_surface = 10_000); the defaults are the protocol's.
+That is `ScoringProtocol.DFAUST`; `ScoringProtocol.CAPE` is SNARF's CAPE set (`cape_eval_points`).
 
 Labelling cost: bbox points outside the mesh's own bounding box (padded by `aabb_margin`) are outside
 any closed mesh and are labelled 0 without a winding-number evaluation — for a standing body that is
@@ -24,6 +25,7 @@ replacement + N(0, 0.01^2), and 250 uniform points in [-1.8, 1.8]^3) come two wa
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import os
@@ -38,6 +40,21 @@ from jaxpose.geometry.winding import winding_number
 from jaxpose.io.atomic import atomic_save_npz
 
 EVAL_CACHE_VERSION = 1
+
+
+class ScoringProtocol(enum.Enum):
+    """Which labelled point set scores occupancy IoU (see the module doc).
+
+    DFAUST: `eval_points` (bbox-cube points, then area-weighted near-surface points).
+    CAPE: `cape_eval_points` (SNARF's CAPE set: noisy vertices, then points in a fixed box; halves).
+    """
+
+    CAPE = "cape"
+    DFAUST = "dfaust"
+
+
+CAPE_N_VERTICES, CAPE_N_UNIFORM = 2000, 250  # SNARF's CAPE evaluation counts per frame
+SNARF_UNIFORM_BOX = (-1.8, 1.8)
 
 
 class EvalPoints(NamedTuple):
@@ -149,6 +166,87 @@ def eval_points(
     return EvalPoints(points, label_points(points, vertices, faces), n_bbox)
 
 
+def _check_box(box) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        lo, hi = (np.broadcast_to(np.asarray(b, np.float64), (3,)) for b in box)
+    except (TypeError, ValueError):
+        raise ValueError(f"box must be a (lo, hi) pair of scalars or 3-vectors in metres, got {box!r}") from None
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
+        raise ValueError(f"box needs finite lo < hi, got {box!r}")
+    return lo, hi
+
+
+def cape_eval_points(
+    vertices,
+    faces,
+    *,
+    seed: int,
+    frame: int,
+    n_vertices: int = CAPE_N_VERTICES,
+    n_uniform: int = CAPE_N_UNIFORM,
+    sigma: float = 0.01,
+    box=SNARF_UNIFORM_BOX,
+) -> EvalPoints:
+    """SNARF's CAPE evaluation set of one posed mesh (vertices (V, 3) metres, faces (F, 3)).
+
+    points (n_vertices + n_uniform, 3) float32 metres: first `n_vertices` mesh vertices drawn uniformly
+    with replacement plus isotropic N(0, sigma^2) noise (sigma metres), then `n_uniform` points uniform
+    in the cube `box` = (lo, hi), scalars or 3-vectors in metres. SNARF's box [-1.8, 1.8]^3 is fixed in
+    the frame of the CAPE registration with its global translation removed: pass vertices in that frame.
+    n_bbox = (n_vertices + n_uniform) // 2, SNARF's split ("IoU bbox" = the first half, "IoU surface" =
+    the rest): with the defaults 2250 points, the first 1125 all near-surface, the last 1125 being 875
+    near-surface + 250 uniform points. Labels: `label_points`. Deterministic in (seed, frame).
+    """
+    vertices, faces = _check_mesh(vertices, faces)
+    n_vertices, n_uniform = _check_count(n_vertices, "n_vertices"), _check_count(n_uniform, "n_uniform")
+    if n_vertices + n_uniform == 0:
+        raise ValueError("n_vertices + n_uniform must be positive, got 0 points")
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.number)) or not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be a finite number >= 0 (metres), got {sigma!r}")
+    lo, hi = _check_box(box)
+    rng = np.random.default_rng([_check_seed(seed, "seed"), _check_seed(frame, "frame"), 0xCA9E])
+    near = vertices[rng.integers(0, vertices.shape[0], n_vertices)].astype(np.float64)
+    near += float(sigma) * rng.standard_normal((n_vertices, 3))
+    points = np.concatenate([near, rng.uniform(lo, hi, (n_uniform, 3))]).astype(np.float32)
+    return EvalPoints(points, label_points(points, vertices, faces), (n_vertices + n_uniform) // 2)
+
+
+def _check_protocol(protocol, **dfaust_only) -> ScoringProtocol:
+    try:
+        protocol = ScoringProtocol(protocol)
+    except ValueError:
+        raise ValueError(f"protocol must be a ScoringProtocol ({', '.join(p.value for p in ScoringProtocol)}), got {protocol!r}") from None
+    given = [k for k, v in dfaust_only.items() if v is not None]
+    if protocol is ScoringProtocol.CAPE and given:
+        raise ValueError(f"{', '.join(given)} must be None for ScoringProtocol.CAPE (fixed {CAPE_N_VERTICES} + {CAPE_N_UNIFORM} points)")
+    return protocol
+
+
+def protocol_eval_points(
+    protocol: ScoringProtocol,
+    vertices,
+    faces,
+    *,
+    seed: int,
+    frame: int,
+    n_bbox: int | None = None,
+    n_surface: int | None = None,
+    sigma: float = 0.01,
+    bbox_scale: float | None = None,
+) -> EvalPoints:
+    """The evaluation set of `protocol` (a `ScoringProtocol` or its value) for one posed mesh.
+
+    DFAUST: `eval_points`; n_bbox / n_surface / bbox_scale None mean its defaults (100k / 100k / 1.1).
+    CAPE: `cape_eval_points` with SNARF's counts; its size is fixed by the protocol, so n_bbox,
+    n_surface and bbox_scale must be None (a ValueError names any given, rather than ignoring it).
+    """
+    if _check_protocol(protocol, n_bbox=n_bbox, n_surface=n_surface, bbox_scale=bbox_scale) is ScoringProtocol.CAPE:
+        return cape_eval_points(vertices, faces, seed=seed, frame=frame, sigma=sigma)
+    return eval_points(vertices, faces, seed=seed, frame=frame, n_bbox=100_000 if n_bbox is None else n_bbox,
+                       n_surface=100_000 if n_surface is None else n_surface, sigma=sigma,
+                       bbox_scale=1.1 if bbox_scale is None else bbox_scale)
+
+
 def iou_bbox(values, n_bbox: int):
     """The "IoU bbox" half of per-point values aligned with an `EvalPoints` set: values[..., :n_bbox]."""
     return values[..., : _check_count(n_bbox, "n_bbox")]
@@ -173,41 +271,49 @@ def cached_eval_points(
     *,
     seed: int,
     frame: int,
-    n_bbox: int = 100_000,
-    n_surface: int = 100_000,
+    n_bbox: int | None = None,
+    n_surface: int | None = None,
     sigma: float = 0.01,
-    bbox_scale: float = 1.1,
+    bbox_scale: float | None = None,
     name: str | None = None,
+    protocol: ScoringProtocol = ScoringProtocol.DFAUST,
 ) -> EvalPoints:
-    """`eval_points`, cached as `<cache_dir>/<name or frame_%06d>.npz`.
+    """`protocol_eval_points`, cached as `<cache_dir>/<name or frame_%06d>.npz`.
 
-    The file stores the settings and a fingerprint of the mesh; it is reused only when all match
-    (otherwise recomputed and atomically replaced), so a stale cache can never be read silently.
+    The file stores the settings (protocol included) and a fingerprint of the mesh; it is reused only
+    when all match (otherwise recomputed and atomically replaced), so a stale cache, or one written under
+    another protocol, can never be read silently. The DFAUST settings key is unchanged from before
+    protocols existed (old caches stay valid); the CAPE key adds "protocol": "cape" and SNARF's counts.
     """
     vertices, faces = _check_mesh(vertices, faces)
-    settings = {
-        "version": EVAL_CACHE_VERSION, "seed": int(seed), "frame": int(frame), "n_bbox": int(n_bbox),
-        "n_surface": int(n_surface), "sigma": float(sigma), "bbox_scale": float(bbox_scale),
-        "mesh": _mesh_fingerprint(vertices, faces),
-    }
+    protocol = _check_protocol(protocol, n_bbox=n_bbox, n_surface=n_surface, bbox_scale=bbox_scale)
+    settings = {"version": EVAL_CACHE_VERSION, "seed": int(seed), "frame": int(frame), "sigma": float(sigma),
+                "mesh": _mesh_fingerprint(vertices, faces)}
+    if protocol is ScoringProtocol.DFAUST:
+        n_bbox = 100_000 if n_bbox is None else n_bbox
+        settings.update(n_bbox=int(n_bbox), n_surface=int(100_000 if n_surface is None else n_surface),
+                        bbox_scale=float(1.1 if bbox_scale is None else bbox_scale))
+    else:
+        settings.update(protocol=protocol.value, n_vertices=CAPE_N_VERTICES, n_uniform=CAPE_N_UNIFORM,
+                        box=tuple(float(b) for b in SNARF_UNIFORM_BOX))
     key = np.asarray(repr(sorted(settings.items())))
     path = pathlib.Path(cache_dir) / f"{name or f'frame_{int(frame):06d}'}.npz"
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as data:
                 if "settings" in data.files and str(data["settings"]) == str(key):
-                    return EvalPoints(data["points"], data["occupancy"], int(n_bbox))
+                    n_split = int(n_bbox) if protocol is ScoringProtocol.DFAUST else (CAPE_N_VERTICES + CAPE_N_UNIFORM) // 2
+                    return EvalPoints(data["points"], data["occupancy"], n_split)
         except (ValueError, OSError, EOFError, KeyError):
             pass  # unreadable cache file: recompute and replace it
-    result = eval_points(vertices, faces, seed=seed, frame=frame, n_bbox=n_bbox, n_surface=n_surface, sigma=sigma, bbox_scale=bbox_scale)
+    result = protocol_eval_points(protocol, vertices, faces, seed=seed, frame=frame, n_bbox=n_bbox, n_surface=n_surface,
+                                  sigma=sigma, bbox_scale=bbox_scale)
     atomic_save_npz(path, compressed=True, points=result.points, occupancy=result.occupancy, settings=key)
     return result
 
 
 # ---------------------------------------------------------------------------------------------
 # Training samples.
-
-SNARF_UNIFORM_BOX = (-1.8, 1.8)
 
 
 class TrainingPoints(NamedTuple):
@@ -325,18 +431,23 @@ def _draw(pool: TrainingPool, frames, step, *, seed: int, n_surface: int, n_unif
 
 
 __all__ = [
+    "CAPE_N_UNIFORM",
+    "CAPE_N_VERTICES",
     "EvalPoints",
     "SNARF_UNIFORM_BOX",
+    "ScoringProtocol",
     "TrainingPool",
     "TrainingPoints",
     "bbox_cube",
     "cached_eval_points",
+    "cape_eval_points",
     "draw_training_batch",
     "eval_points",
     "iou_bbox",
     "iou_surface",
     "label_points",
     "make_training_pool",
+    "protocol_eval_points",
     "sample_surface",
     "training_points",
 ]

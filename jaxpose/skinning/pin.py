@@ -9,32 +9,71 @@ depend only on ``x_a`` and the pose, so the layer is inverted in closed form::
 
 Conditioning of one layer (INS slides: bone pose encoder + "dot product" with a spatial embedding):
 
-1. Bone pose encoder, once per PIN: for each bone b its rectified transform
-   ``B_b = T_b(θ) T_b(θ_c)⁻¹`` (identity at the canonical pose) gives the input
-   ``(enc(R_b) − enc(I), t_b)``, exactly zero at the canonical pose; a bias-free MLP per bone maps
-   it to ``e_b ∈ R^k`` (so ``e_b = 0`` exactly at the canonical pose).
-2. Spatial embedding ``φ(x_a) ∈ R^k`` (SIREN, Fourier features + MLP, or MLP) and per-bone spatial
-   weights ``ω(x_a) = softmax(L φ(x_a)) ∈ Δ^J``; per-point pose code ``c = Σ_b ω_b e_b``.
-3. ``pose_combine="multiply"``: ``h = φ(x_a) ⊙ c`` (the slides' dot product);
+1. Bone pose encoder, once per PIN (``jaxpose.skinning.bone_codes``): for each bone b its rectified
+   transform ``B_b = T_b(θ) T_b(θ_c)⁻¹`` (identity at the canonical pose) — or, with
+   ``root_relative=True``, ``B_0⁻¹ B_b`` — gives the input ``(enc(R_b) − enc(I), t_b)``, exactly
+   zero at the canonical pose; a bias-free MLP per bone maps it to ``e_b ∈ R^k`` (so ``e_b = 0``
+   exactly at the canonical pose).
+2. ``bone_code_mode`` — how the J codes reach one point:
+
+   * ``"mixture"``: spatial embedding ``φ(x_a) ∈ R^k`` and per-bone spatial weights
+     ``ω(x_a) = softmax(L φ(x_a)) ∈ Δ^J``; per-point pose code ``c = Σ_b ω_b e_b ∈ R^k``.
+   * ``"literal"``: the codes are concatenated over bones, ``E = [e_0, …, e_{J−1}] ∈ R^{J·k}``
+     (bone-major: ``E[b·k + i] = e_b[i]``), the spatial embedding has width J·k,
+     ``φ(x_a) ∈ R^{J·k}``, and ``c = E`` (no bone weights).
+
+3. ``pose_combine="multiply"``: ``h = φ(x_a) ⊙ c`` (the slides' dot product; k or J·k wide);
    ``"concat"``: ``h = [φ(x_a), c]`` (the "w/o pose multiplication" ablation).
 4. Bias-free MLP heads (GELU, ``gelu(0) = 0``) give ``s`` and ``t`` from ``h``.
 
-Invariants (tested): the conditioner of a layer reads only ``x_a`` and the pose; with the canonical
-pose (all ``B_b = I`` exactly) every ``e_b``, ``c``, ``h``, ``s``, ``t`` is exactly zero, so
-``PIN(x; θ_c) = x`` bit-exactly — *with* ``pose_combine="multiply"``. With ``"concat"`` ``h`` keeps
-``φ(x_a) ≠ 0`` and the invariant is deliberately lost: that is what the ablation measures (the
-slides credit the product with "deformations only occur when the pose-embedding is non-zero").
+Which mode is the paper's? The slides show one pose embedding — each bone's pose encoded
+separately, the bone encodings concatenated — multiplied element-wise with a spatial embedding of
+the same width. ``"literal"`` is that reading, word for word: the spatial embedding must be J·k
+wide (768 for 24 bones, k = 32) and every point sees every bone's code. ``"mixture"`` (the default,
+so existing configurations and checkpoints keep their meaning) is this library's interpretation: the product
+stays k wide and a learned, spatially varying softmax over bones selects which bones' codes a point
+sees, a locality prior that the slides do not show. Both keep every invariant below.
+
+Invariants (tested, both modes): the conditioner of a layer reads only ``x_a`` and the pose; with
+the canonical pose (all ``B_b = I`` exactly) every ``e_b``, ``c``, ``h``, ``s``, ``t`` is exactly
+zero, so ``PIN(x; θ_c) = x`` bit-exactly — *with* ``pose_combine="multiply"``. With ``"concat"``
+``h`` keeps ``φ(x_a) ≠ 0`` and the invariant is deliberately lost: that is what the ablation
+measures (the slides credit the product with "deformations only occur when the pose-embedding is
+non-zero").
 
 INS has no public code; its paper body was not read. Knobs marked [unverified] (docs/skinning.md,
 "PIN coupling layers"), with the defaults chosen here and why:
 
+======================  ======================================  =====================================
+knob                    options                                 default (reason)
+======================  ======================================  =====================================
+``coupling``            affine, additive                        affine (Neural Parts' ``SimpleNVP``)
+``n_layers``            int ≥ 1                                 4 (Neural Parts)
+``mask_schedule``       cycle, random                           cycle (alternating splits)
+``kept_dims``           2, 1                                    2 (the patent's 1D/2D splits)
+``bone_code_mode``      mixture, literal                        mixture (see above)
+``root_relative``       bool                                    False (codes see the global pose)
+``bone_rot_encoding``   6d, matrix, quaternion, axis_angle      6d (continuous)
+``pose_code_dim`` k     int                                     32
+``pose_combine``        multiply, concat                        multiply (the slides' product)
+``spatial_embedding``   siren, fourier, mlp                     siren ("w/o SIREN" ablation)
+``spatial_omega0``      float                                   10 (see below)
+``log_scale_clamp``     tanh, hardtanh, none                    tanh, ``max_log_scale=1``
+``zero_init_heads``     bool                                    True (starts as the identity)
+======================  ======================================  =====================================
+
 * ``coupling="affine"``: Neural Parts' ``SimpleNVP`` (the nearest verified relative) is affine;
   ``"additive"`` is volume-preserving and available.
-* ``n_layers=4``: Neural Parts' block count.
+* ``n_layers=4``: Neural Parts' block count; any count works (6 or more: the splits keep cycling).
 * ``mask_schedule="cycle"`` with ``kept_dims=2``: layer ``l`` transforms coordinate ``l mod 3`` and
   conditions on the other two (x|yz-type "1D/2D" splits of the patent; Neural Parts also keeps 2
-  of 3). ``kept_dims=1`` keeps one coordinate and transforms two; ``"random"`` draws a stored
+  of 3), so consecutive layers alternate and every 3 layers transform each coordinate once.
+  ``kept_dims=1`` keeps one coordinate and transforms two; ``"random"`` draws a stored
   permutation per layer from ``mask_seed``.
+* ``root_relative=True`` ("drop the root rotation"): codes from ``B_0⁻¹ B_b`` (bone 0 = pelvis),
+  invariant to any rigid map applied to the whole body (all ``B_b`` left-multiplied by one M);
+  the root's own code is then always zero. Only the codes become invariant: the PIN still moves
+  points given in world coordinates.
 * ``bone_rot_encoding="6d"``, ``pose_code_dim=32``, ``spatial_embedding="siren"``: the documented
   defaults; 6D is continuous (Zhou et al.), SIREN matches INS's "w/o SIREN" ablation.
 * ``spatial_omega0=10`` (not SIREN's 30): on metre-scale coordinates ω0 = 30 puts wiggles of a
@@ -43,7 +82,8 @@ INS has no public code; its paper body was not read. Knobs marked [unverified] (
   the sine embedding at body-part scale. The occupancy SIREN keeps ω0 = 30 (surface detail).
 * Bone encoder: one bias-free MLP per bone (``per_bone_encoder=True``), because the slides say each
   bone pose is encoded separately; ``encoder_width=64``, one hidden GELU layer.
-* Spatial bone weights from a linear head on the spatial embedding (shares its features; cheap).
+* ``"mixture"``: spatial bone weights from a linear head on the spatial embedding (shares its
+  features; cheap).
 * Bias-free GELU heads: zero in → zero out without homogeneity (ReLU) or oddness (tanh) in the pose.
 * ``log_scale_clamp="tanh"``, ``max_log_scale=1.0``: ``s = m·tanh(s_raw/m)``. The PINs model a
   residual (cloth) deformation near the identity; a smooth bound keeps gradients everywhere (a
@@ -67,12 +107,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxpose.geometry.rotations import matrix_to_axis_angle, matrix_to_quaternion, matrix_to_rotation_6d
-from jaxpose.nn.mlp import MLP, lecun_uniform
+from jaxpose.nn.mlp import MLP
 from jaxpose.nn.siren import SineLayer
+from jaxpose.skinning.bone_codes import (  # re-exported: the bone pose encoder is part of the PIN's API
+    ROTATION_ENCODINGS,
+    BonePoseEncoder,
+    bone_pose_features,
+    check_bone_transforms,
+    root_relative_transforms,
+)
 
-ROTATION_ENCODINGS = {"6d": 6, "matrix": 9, "quaternion": 4, "axis_angle": 3}
-"""Bone rotation encodings and their widths; each is shifted so the identity encodes to zero."""
 
 def fourier_features(x: jax.Array, num_frequencies: int) -> jax.Array:
     """[x, sin(2^l π x), cos(2^l π x)] for l < L: (..., d) -> (..., d (1 + 2L))."""
@@ -118,88 +162,6 @@ class SpatialEmbedding(nnx.Module):
         return self.net(x)
 
 
-def check_bone_transforms(bone_transforms: jax.Array, num_joints: int, where: str) -> None:
-    """Raise ValueError unless ``bone_transforms`` is (num_joints, 4, 4) (and finite when concrete)."""
-    if bone_transforms.shape != (num_joints, 4, 4):
-        raise ValueError(
-            f"{where}: bone_transforms must be the {num_joints} rectified bone transforms of one pose, "
-            f"shape ({num_joints}, 4, 4); got {bone_transforms.shape}"
-        )
-    if not isinstance(bone_transforms, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(bone_transforms))):
-        raise ValueError(f"{where}: bone_transforms contains NaN or Inf")
-
-
-def bone_pose_features(bone_transforms: jax.Array, rot_encoding: str = "6d", *, use_rotation: bool = True,
-                       use_translation: bool = True) -> jax.Array:
-    """Per-bone pose input that is exactly zero for the identity transform.
-
-    Args:
-      bone_transforms: (..., J, 4, 4) rectified bone transforms B_b = T_b(θ) T_b(θ_c)⁻¹.
-      rot_encoding: "6d" (first two columns of R − I), "matrix" (R − I, 9), "quaternion"
-        (q − (1, 0, 0, 0) with w ≥ 0) or "axis_angle" (3, radians).
-      use_rotation / use_translation: include the rotation / the translation t_b (metres).
-    Returns:
-      (..., J, D) with D = width(rot_encoding)·use_rotation + 3·use_translation.
-    """
-    if rot_encoding not in ROTATION_ENCODINGS:
-        raise ValueError(f"bone_rot_encoding must be one of {sorted(ROTATION_ENCODINGS)}, got {rot_encoding!r}")
-    if not (use_rotation or use_translation):
-        raise ValueError("the bone pose encoder needs use_rotation or use_translation (both are False)")
-    if bone_transforms.shape[-2:] != (4, 4):
-        raise ValueError(f"bone_transforms must be (..., J, 4, 4), got {bone_transforms.shape}")
-    rotation = bone_transforms[..., :3, :3]
-    lead = (1,) * (bone_transforms.ndim - 2)  # explicit broadcasting of the identity's encoding
-    parts = []
-    if use_rotation:
-        if rot_encoding == "6d":
-            identity = jnp.asarray([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], rotation.dtype)
-            encoded = matrix_to_rotation_6d(rotation) - identity.reshape(lead + (6,))
-        elif rot_encoding == "matrix":
-            encoded = (rotation - jnp.eye(3, dtype=rotation.dtype).reshape(lead + (3, 3))).reshape(rotation.shape[:-2] + (9,))
-        elif rot_encoding == "quaternion":
-            encoded = matrix_to_quaternion(rotation) - jnp.asarray([1.0, 0.0, 0.0, 0.0], rotation.dtype).reshape(lead + (4,))
-        else:
-            encoded = matrix_to_axis_angle(rotation)
-        parts.append(encoded)
-    if use_translation:
-        parts.append(bone_transforms[..., :3, 3])
-    return jnp.concatenate(parts, axis=-1)
-
-
-class BonePoseEncoder(nnx.Module):
-    """Bone pose encoder: rectified transforms (J, 4, 4) -> bone codes e (J, code_dim).
-
-    Each bone's (rotation, translation) input goes through its own bias-free MLP
-    (``per_bone=True``; one shared MLP otherwise): D -> ``width`` (GELU) -> ``code_dim``. Bias-free
-    with gelu(0) = 0, so the canonical pose (zero input) gives exactly zero codes.
-    """
-
-    def __init__(self, num_joints: int = 24, code_dim: int = 32, *, rot_encoding: str = "6d",
-                 use_rotation: bool = True, use_translation: bool = True, width: int = 64,
-                 per_bone: bool = True, rngs: nnx.Rngs, dtype=jnp.float32):
-        self.num_joints = num_joints
-        self.rot_encoding = rot_encoding
-        self.use_rotation = use_rotation
-        self.use_translation = use_translation
-        in_dim = bone_pose_features(jnp.eye(4, dtype=dtype)[None], rot_encoding, use_rotation=use_rotation,
-                                    use_translation=use_translation).shape[-1]
-        self.in_dim = in_dim
-        lead = (num_joints,) if per_bone else ()
-        self.per_bone = per_bone
-        self.kernel_in = nnx.Param(lecun_uniform(rngs.params(), lead + (in_dim, width), in_dim, dtype))
-        self.kernel_out = nnx.Param(lecun_uniform(rngs.params(), lead + (width, code_dim), width, dtype))
-
-    def __call__(self, bone_transforms: jax.Array) -> jax.Array:
-        """(J, 4, 4) -> (J, code_dim)."""
-        check_bone_transforms(bone_transforms, self.num_joints, "BonePoseEncoder")
-        features = bone_pose_features(bone_transforms, self.rot_encoding, use_rotation=self.use_rotation,
-                                      use_translation=self.use_translation)
-        if self.per_bone:
-            hidden = jax.nn.gelu(jnp.einsum("jd,jdh->jh", features, self.kernel_in[...]))
-            return jnp.einsum("jh,jhk->jk", hidden, self.kernel_out[...])
-        return jnp.matmul(jax.nn.gelu(jnp.matmul(features, self.kernel_in[...])), self.kernel_out[...])
-
-
 @dataclasses.dataclass(frozen=True)
 class PINConfig:
     """Every knob of a PIN; see the module docstring for the defaults' reasons."""
@@ -210,6 +172,8 @@ class PINConfig:
     kept_dims: int = 2
     mask_seed: int = 0
     pose_code_dim: int = 32
+    bone_code_mode: Literal["mixture", "literal"] = "mixture"
+    root_relative: bool = False
     bone_rot_encoding: Literal["6d", "matrix", "quaternion", "axis_angle"] = "6d"
     use_rotation: bool = True
     use_translation: bool = True
@@ -231,6 +195,7 @@ class PINConfig:
         choices = {
             "coupling": ("affine", "additive"),
             "mask_schedule": ("cycle", "random"),
+            "bone_code_mode": ("mixture", "literal"),
             "bone_rot_encoding": tuple(ROTATION_ENCODINGS),
             "pose_combine": ("multiply", "concat"),
             "spatial_embedding": ("siren", "fourier", "mlp"),
@@ -250,6 +215,8 @@ class PINConfig:
             raise ValueError(f"PINConfig.max_log_scale must be positive, got {self.max_log_scale}")
         if not (self.use_rotation or self.use_translation):
             raise ValueError("PINConfig: use_rotation and use_translation cannot both be False")
+        if not isinstance(self.root_relative, bool):
+            raise ValueError(f"PINConfig.root_relative must be a bool, got {self.root_relative!r}")
 
     def kept_coordinates(self) -> tuple[tuple[int, ...], ...]:
         """Per layer, the sorted indices of the kept (conditioning) coordinates."""
@@ -264,7 +231,11 @@ class PINConfig:
 
 
 class CouplingLayer(nnx.Module):
-    """One pose-conditioned coupling layer (see the module docstring); kept coordinates ``kept``."""
+    """One pose-conditioned coupling layer (see the module docstring); kept coordinates ``kept``.
+
+    Spatial embedding width: k (``bone_code_mode="mixture"``) or J·k (``"literal"``); heads' input
+    width: that, doubled with ``pose_combine="concat"``.
+    """
 
     def __init__(self, kept: tuple[int, ...], config: PINConfig, num_joints: int, *, rngs: nnx.Rngs,
                  dtype=jnp.float32):
@@ -272,12 +243,14 @@ class CouplingLayer(nnx.Module):
         self.changed = tuple(i for i in range(3) if i not in self.kept)
         self.config = config
         k = config.pose_code_dim
-        self.embedding = SpatialEmbedding(len(self.kept), k, kind=config.spatial_embedding,
+        literal = config.bone_code_mode == "literal"
+        embed_dim = num_joints * k if literal else k
+        self.embedding = SpatialEmbedding(len(self.kept), embed_dim, kind=config.spatial_embedding,
                                           width=config.embed_width, depth=config.embed_depth,
                                           omega0=config.spatial_omega0,
                                           num_frequencies=config.fourier_frequencies, rngs=rngs, dtype=dtype)
-        self.bone_logits = MLP(k, 1, 0, num_joints, rngs=rngs, dtype=dtype)
-        head_in = k if config.pose_combine == "multiply" else 2 * k
+        self.bone_logits = None if literal else MLP(k, 1, 0, num_joints, rngs=rngs, dtype=dtype)
+        head_in = embed_dim if config.pose_combine == "multiply" else 2 * embed_dim
         n_out = len(self.changed)
         head = dict(activation="gelu", use_bias=False, zero_init_output=config.zero_init_heads, rngs=rngs, dtype=dtype)
         self.shift_head = MLP(head_in, config.head_width, config.head_depth, n_out, **head)
@@ -286,14 +259,19 @@ class CouplingLayer(nnx.Module):
         )
 
     def spatial_bone_weights(self, x_kept: jax.Array) -> jax.Array:
-        """ω(x_a): (..., len(kept)) -> (..., J), softmax over bones."""
+        """ω(x_a): (..., len(kept)) -> (..., J), softmax over bones (``bone_code_mode="mixture"`` only)."""
+        if self.bone_logits is None:
+            raise ValueError("spatial_bone_weights: bone_code_mode='literal' has no spatial bone weights")
         return jax.nn.softmax(self.bone_logits(self.embedding(x_kept)), axis=-1)
 
     def conditioner(self, x_kept: jax.Array, bone_codes: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(log-scale s, shift t), each (..., len(changed)), from x_a (..., len(kept)) and e (J, k)."""
         phi = self.embedding(x_kept)
-        weights = jax.nn.softmax(self.bone_logits(phi), axis=-1)
-        pose_code = jnp.matmul(weights, bone_codes)
+        if self.bone_logits is None:  # literal: E = [e_0, …, e_{J−1}] (J·k), the same for every point
+            pose_code = jnp.broadcast_to(bone_codes.reshape(-1), phi.shape)
+        else:  # mixture: c = Σ_b ω_b(x_a) e_b (k)
+            weights = jax.nn.softmax(self.bone_logits(phi), axis=-1)
+            pose_code = jnp.matmul(weights, bone_codes)
         if self.config.pose_combine == "multiply":
             h = phi * pose_code
         else:
@@ -366,7 +344,10 @@ class PIN(nnx.Module):
         ])
 
     def encode_pose(self, bone_transforms: jax.Array) -> jax.Array:
-        """Bone codes e (J, pose_code_dim) of one pose."""
+        """Bone codes e (J, pose_code_dim) of one pose (of ``B_0⁻¹ B_b`` with ``root_relative``)."""
+        check_bone_transforms(bone_transforms, self.num_joints, "PIN.encode_pose")
+        if self.config.root_relative:
+            bone_transforms = root_relative_transforms(bone_transforms)
         return self.encoder(bone_transforms)
 
     def forward_codes(self, x: jax.Array, bone_codes: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -405,3 +386,9 @@ class PIN(nnx.Module):
 
     def __call__(self, x: jax.Array, bone_transforms: jax.Array) -> jax.Array:
         return self.forward(x, bone_transforms)
+
+
+__all__ = [
+    "PIN", "ROTATION_ENCODINGS", "BonePoseEncoder", "CouplingLayer", "PINConfig", "SpatialEmbedding",
+    "bone_pose_features", "check_bone_transforms", "fourier_features", "root_relative_transforms",
+]

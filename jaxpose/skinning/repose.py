@@ -14,9 +14,15 @@
 3. The pose-independent canonical occupancy is meshed once by marching cubes on a resolution³ grid over
    the subject's star-pose bounding box (padded by `PADDING_M`), largest component kept. The grid is
    evaluated in chunks of `GRID_CHUNK` points, one compiled call each, under a progress bar.
-4. Its vertices are moved to every pose by `INS.repose` (H_c⁻¹ → forward LBS → H_d⁻¹; jit + vmap over
-   chunks of `POSE_CHUNK` poses, a progress bar over poses), so every output shares the canonical
-   mesh's faces and vertex order (correspondences).
+4. Its vertices are moved to every pose by `INS.repose` (H_c⁻¹ → forward LBS → H_d⁻¹), so every output
+   shares the canonical mesh's faces and vertex order (correspondences). `make_reposer` compiles one
+   function for a whole block of poses: a `lax.map` over batches of ≤ `POSE_BATCH` poses, inside it a
+   `lax.map` over chunks of ≤ `VERTEX_CHUNK` vertices, `INS.repose` vmapped over the batch's poses.
+   The working set (batch × chunk points per layer, a few MB) stays in cache on a CPU, where one vmap
+   over all vertices × 25 poses streamed ~200 MB per layer through memory (1.4–1.6× more CPU time for
+   32,769 vertices × 25–50 poses on the 2-core benchmark VM); pose-free work (H_c⁻¹'s first coupling
+   layer's spatial embedding, which sees only canonical coordinates) is shared by a batch's poses.
+   The CLI dispatches blocks of `POSE_CHUNK` poses asynchronously (a progress bar over poses).
 
 The CLI writes OUT_DIR/canonical.obj and OUT_DIR/pose_000.obj, pose_001.obj, ... (atomically); status
 lines and bars go to stderr.
@@ -53,8 +59,12 @@ PADDING_M = 0.15
 NUM_JOINTS = 24
 GRID_CHUNK = 65_536
 """Grid points per compiled occupancy call (as `extraction.extract_mesh`'s default chunk)."""
-POSE_CHUNK = 16
-"""Poses per compiled repose call (vmapped; the last chunk is padded to this size)."""
+POSE_CHUNK = 25
+"""Poses per compiled repose call of the CLI (the progress bar's step; the last call is padded)."""
+POSE_BATCH = 25
+"""At most this many poses vmapped together inside a compiled repose call (`make_reposer`)."""
+VERTEX_CHUNK = 256
+"""At most this many vertices per step of a compiled repose call (`make_reposer`)."""
 
 
 def _validate_poses(poses, source: str) -> np.ndarray:
@@ -124,43 +134,101 @@ def extract_canonical(model, bounds, resolution: int, *, show_bar: bool = False)
     """Canonical mesh (vertices (V, 3) float32 m, faces (F, 3) int32) of `model.canonical_occupancy` > 0.
 
     The resolution³ grid over `bounds` is evaluated in `GRID_CHUNK`-point chunks (one compiled function,
-    the last chunk padded), then marching cubes and the largest component, as `extraction.extract_mesh`.
+    the last chunk padded; all chunks dispatched before the first result is read back), then marching
+    cubes and the largest component, as `extraction.extract_mesh`.
     """
     points = grid_points(bounds, resolution)
     chunk = min(GRID_CHUNK, len(points))
     padded = np.concatenate([points, np.broadcast_to(points[:1], ((-len(points)) % chunk, 3))])
     occupancy = jax.jit(model.canonical_occupancy)
+    pending = [occupancy(jnp.asarray(padded[start:start + chunk])) for start in range(0, len(padded), chunk)]
     values = []
-    with _bar(len(padded) // chunk, f"canonical occupancy {resolution}^3", "chunk", show_bar) as bar:
-        for start in range(0, len(padded), chunk):
-            values.append(np.asarray(occupancy(jnp.asarray(padded[start:start + chunk]))))
+    with _bar(len(pending), f"canonical occupancy {resolution}^3", "chunk", show_bar) as bar:
+        for result in pending:
+            values.append(np.asarray(result))
             bar.update()
     grid = np.concatenate(values)[: len(points)].reshape(resolution, resolution, resolution)
     return largest_component(*marching_cubes_mesh(grid, bounds))
+
+
+class Reposer:
+    """One compiled `model.repose` over many poses: `reposer(vertices (V, 3), transforms (P, J, 4, 4))` -> (P, V, 3).
+
+    Inside one jitted call: `lax.map` over batches of at most `pose_batch` poses, within each a `lax.map`
+    over chunks of at most `vertex_chunk` vertices, `INS.repose` vmapped over the batch's poses. Batches
+    and chunks are balanced (P poses in ⌈P / pose_batch⌉ equal batches, likewise the vertices), the
+    remainder padded (vertices by repeating the first, poses by repeating the last) and trimmed from the
+    result. The same computation as `INS.repose` per pose (equal up to float rounding of differently
+    sized matrix products, ~1e-7 m; tests/test_reposing_benchmark.py checks 1e-6 m). Returns a device array; one compilation per (V, P). The model's parameters are arguments of the
+    compiled function (not baked in as constants). `compile(vertices, transforms)` compiles ahead of
+    time for those shapes and returns the compiled callable (same signature).
+    """
+
+    def __init__(self, model, *, pose_batch: int = POSE_BATCH, vertex_chunk: int = VERTEX_CHUNK):
+        if pose_batch < 1 or vertex_chunk < 1:
+            raise ValueError(f"pose_batch and vertex_chunk must be positive, got {pose_batch} and {vertex_chunk}")
+        self.pose_batch, self.vertex_chunk = int(pose_batch), int(vertex_chunk)
+        graphdef, self._state = nnx.split(model)
+
+        def run(state, vertices, transforms):
+            module = nnx.merge(graphdef, state)
+            count, num_poses = vertices.shape[0], transforms.shape[0]
+            chunk = -(-count // -(-count // self.vertex_chunk))  # balanced: the least padding
+            batch = -(-num_poses // -(-num_poses // self.pose_batch))
+            vertices = jnp.concatenate([vertices, jnp.broadcast_to(vertices[:1], ((-count) % chunk, 3))])
+            transforms = jnp.concatenate(
+                [transforms, jnp.broadcast_to(transforms[-1:], ((-num_poses) % batch, *transforms.shape[1:]))])
+            chunks = vertices.reshape(-1, chunk, 3)
+
+            def pose_block(block):  # (batch, J, 4, 4) -> (batch, V_padded, 3)
+                per_chunk = jax.lax.map(lambda v: jax.vmap(module.repose, in_axes=(None, 0))(v, block), chunks)
+                return jnp.swapaxes(per_chunk, 0, 1).reshape(batch, -1, 3)
+
+            posed = jax.lax.map(pose_block, transforms.reshape(-1, batch, *transforms.shape[1:]))
+            return posed.reshape(-1, vertices.shape[0], 3)[:num_poses, :count]
+
+        self._run = jax.jit(run)
+
+    @staticmethod
+    def _inputs(vertices, transforms) -> tuple[jax.Array, jax.Array]:
+        vertices, transforms = jnp.asarray(vertices, jnp.float32), jnp.asarray(transforms, jnp.float32)
+        if vertices.ndim != 2 or vertices.shape[-1] != 3 or vertices.shape[0] == 0:
+            raise ValueError(f"vertices must have shape (V, 3) with V >= 1, got {vertices.shape}")
+        if transforms.ndim != 4 or transforms.shape[-2:] != (4, 4) or transforms.shape[0] == 0:
+            raise ValueError(f"bone transforms must have shape (P, J, 4, 4) with P >= 1, got {transforms.shape}")
+        return vertices, transforms
+
+    def __call__(self, vertices, transforms) -> jax.Array:
+        return self._run(self._state, *self._inputs(vertices, transforms))
+
+    def compile(self, vertices, transforms) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        compiled = self._run.lower(self._state, *self._inputs(vertices, transforms)).compile()
+        return lambda v, t: compiled(self._state, *self._inputs(v, t))
+
+
+def make_reposer(model, *, pose_batch: int = POSE_BATCH, vertex_chunk: int = VERTEX_CHUNK) -> Reposer:
+    """`Reposer(model, ...)`: one compiled `INS.repose` over many poses (see `Reposer`)."""
+    return Reposer(model, pose_batch=pose_batch, vertex_chunk=vertex_chunk)
 
 
 def repose_all(model, canonical_vertices, bone_transforms, *, chunk: int = POSE_CHUNK,
                on_chunk: Callable[[int], None] | None = None) -> np.ndarray:  # fmt: skip
     """`model.repose` of canonical vertices (V, 3) to every pose of bone_transforms (P, 24, 4, 4): (P, V, 3).
 
-    One compiled function vmapped over `chunk` poses (the last chunk padded); `on_chunk(count)` is
-    called after each chunk with the number of real poses in it.
+    `make_reposer` calls of `chunk` poses each (one compilation; the last call padded), all dispatched
+    before the first result is read back; `on_chunk(count)` is called as each call's result arrives,
+    with the number of real poses in it.
     """
-    graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def run(state, vertices, transforms):
-        module = nnx.merge(graphdef, state)
-        return jax.vmap(module.repose, in_axes=(None, 0))(vertices, transforms)
-
-    transforms = np.asarray(bone_transforms)
+    reposer = make_reposer(model)
+    transforms = np.asarray(bone_transforms, np.float32)
     count = len(transforms)
     size = min(chunk, count)
     padded = np.concatenate([transforms, np.repeat(transforms[-1:], (-count) % size, axis=0)])
-    vertices = jnp.asarray(canonical_vertices)
+    vertices = jnp.asarray(canonical_vertices, jnp.float32)
+    pending = [reposer(vertices, jnp.asarray(padded[start:start + size])) for start in range(0, len(padded), size)]
     posed = []
-    for start in range(0, len(padded), size):
-        posed.append(np.asarray(run(state, vertices, jnp.asarray(padded[start:start + size]))))
+    for start, result in zip(range(0, len(padded), size), pending):
+        posed.append(np.asarray(result))
         if on_chunk is not None:
             on_chunk(min(size, count - start))
     return np.concatenate(posed)[:count]
@@ -249,6 +317,6 @@ def main(argv: list[str], prog: str = "jaxpose repose") -> int:
 
 
 __all__ = [
-    "GRID_CHUNK", "POSE_CHUNK", "Reposed", "canonical_bounds", "extract_canonical", "load_ins", "load_poses", "main",
-    "repose", "repose_all", "run_repose", "subject_body",
+    "GRID_CHUNK", "POSE_BATCH", "POSE_CHUNK", "VERTEX_CHUNK", "Reposed", "Reposer", "canonical_bounds", "extract_canonical",
+    "load_ins", "load_poses", "main", "make_reposer", "repose", "repose_all", "run_repose", "subject_body",
 ]

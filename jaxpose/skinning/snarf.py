@@ -267,24 +267,33 @@ class SNARF(nnx.Module):
         transforms: jax.Array,
         *,
         training: bool,
-        init_bones: Sequence[int] | None = None,
+        init_bones: Sequence[int] | jax.Array | None = None,
         chunk_size: int | None = None,
     ) -> jax.Array:
         """Occupancy logits (N,) of posed points x_deformed (N, 3).
 
         training selects SNARF's training behaviour (9 initial bones, autodiff initial Jacobian,
         softmax aggregation) or its evaluation one (24 bones, blended-transform initial Jacobian,
-        max aggregation). `init_bones` overrides the bones; `chunk_size` bounds the points per pass.
-        Differentiable (implicit gradients through the root finding).
+        max aggregation). `init_bones` overrides the bones: a sequence of ids shared by all points,
+        or an int array (N, I) of per-point ids (a nearest-bones pre-filter, `nearest_vertex_bones`);
+        `chunk_size` bounds the points per pass. Differentiable (implicit gradients through the root
+        finding).
         """
         if x_deformed.ndim != 2 or x_deformed.shape[-1] != 3:
             raise ValueError(f"x_deformed must have shape (N, 3), got {x_deformed.shape}")
         if transforms.shape != (self.num_joints, 4, 4):
             raise ValueError(f"transforms must have shape ({self.num_joints}, 4, 4), got {transforms.shape}")
-        bones = tuple(init_bones) if init_bones is not None else (self.train_bones if training else self.test_bones)
+        per_point = init_bones is not None and np.ndim(init_bones) == 2  # else: ids shared by all points
+        if per_point:
+            bones = jnp.asarray(init_bones)
+            if bones.shape[0] != x_deformed.shape[0] or not jnp.issubdtype(bones.dtype, jnp.integer):
+                raise ValueError(f"per-point init_bones must be an integer array of shape ({x_deformed.shape[0]}, I), "
+                                 f"got {bones.shape} {bones.dtype}")
+        else:
+            bones = tuple(init_bones) if init_bones is not None else (self.train_bones if training else self.test_bones)
         cond = self._condition(pose)
 
-        def query(points):
+        def query(points, bones):
             roots, valid = invert_lbs(
                 points,
                 self.skinning,
@@ -299,7 +308,9 @@ class SNARF(nnx.Module):
             logits = self.shape_network(roots.reshape(-1, 3), cond).reshape(num_points, num_init)
             return aggregate_root_logits(logits, valid, training=training, soft_blend=self.soft_blend)
 
-        return map_in_chunks(query, chunk_size, x_deformed)
+        if per_point:  # the per-point bones are chunked with their points
+            return map_in_chunks(query, chunk_size, x_deformed, bones)
+        return map_in_chunks(lambda points: query(points, bones), chunk_size, x_deformed)
 
 
 def bone_points(

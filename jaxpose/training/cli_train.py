@@ -7,7 +7,10 @@ the wrong config file). The task is built from the config by the registry.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+import jax
 
 from jaxpose.training import distributed
 from jaxpose.training.checkpoint import CheckpointError
@@ -32,6 +35,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="configs/<name>.py with get_config() (required)")
     parser.add_argument("--workdir", required=True, help="run directory (checkpoints, logs); resumed if it has checkpoints")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_argument("--compilation_cache", metavar="DIR", default=os.environ.get("JAXPOSE_COMPILATION_CACHE"),
+                        help="persistent XLA compilation cache directory (default: $JAXPOSE_COMPILATION_CACHE; "
+                             "unset = none). A rerun or resume then loads compiled programs instead of compiling.")
     parser.add_argument("--coordinator_address", help="host:port of process 0 (multi-process)")
     parser.add_argument("--num_processes", type=int)
     parser.add_argument("--process_id", type=int)
@@ -48,6 +54,9 @@ def main(argv: list[str], prog: str = "jaxpose train") -> int:
     if config_path is None:
         parser.error("--config FILE is required")
 
+    if args.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     try:
         distributed.initialize(
             distributed.resolve_options(args.coordinator_address, args.num_processes, args.process_id)

@@ -93,8 +93,10 @@ class StandardProtocol:
         results: dict[str, dict[str, MetricSummary]] = {}
         for checkpoint in request.checkpoints:
             dtype = compute_dtype_from_name(checkpoint.config.get("compute_dtype", "float32"), checkpoint.task)
-            evaluator = evaluation.ModelEvaluator.for_task(checkpoint.task, checkpoint.graphdef, request.mesh,
-                                                           batch_size, dtype)  # fmt: skip
+            # The checkpoint predicts; the test set's task scores (its config may differ in eval_* keys,
+            # e.g. another scoring protocol, which the checkpoint's own metrics would not know).
+            evaluator = evaluation.ModelEvaluator(checkpoint.graphdef, checkpoint.task.predict, task.eval_metrics,
+                                                  request.mesh, batch_size, dtype)  # fmt: skip
             row = unique_row(results, f"{checkpoint.task.name}:{checkpoint.name}")
             per_example = evaluator(checkpoint.state.params, checkpoint.state.model_state, dataset, progress=row)
             results[row] = evaluation.summarize(per_example)
