@@ -2,9 +2,9 @@
 
 For each of the first `--frames` held-out frames of an INS/SNARF config's test split, a SIREN (the INS
 occupancy network, `--width` x `--depth`, omega0 = the config's `model.occupancy_omega0`, default 30)
-is fitted directly to THAT frame: its training
-points are labelled samples of the very mesh it is scored on (near-surface + uniform in the evaluation
-cube, drawn from a pool with a seed different from the evaluation set's). No skinning, no root finding,
+is fitted directly to THAT frame: its training points are labelled samples of the very mesh it is
+scored on (near-surface + uniform in the evaluation cube, drawn from a pool with a seed different from
+the evaluation set's). No skinning, no root finding,
 no pose generalisation: every learned model of the table (INS, SNARF, SNARF-NC) solves a strictly harder
 problem with the same kind of network, so at equal steps and points per step this fit bounds what they
 can reach. The LBS baselines of the same frames are printed alongside.

@@ -39,7 +39,7 @@ from benchmarks.common import load_average, machine_description  # noqa: E402
 from jaxpose.io.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from jaxpose.skinning.mesh_scoring import score_extracted_mesh  # noqa: E402
 from jaxpose.skinning.repose import load_ins  # noqa: E402
-from jaxpose.training.config import apply_overrides, load_config  # noqa: E402
+from jaxpose.training.config import apply_overrides  # noqa: E402
 from jaxpose.training.evaluation import load_checkpoint  # noqa: E402
 from jaxpose.training.protocol import EvaluationRequest, StandardProtocol  # noqa: E402
 from jaxpose.training.sharding import make_mesh  # noqa: E402
